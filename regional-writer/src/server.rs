@@ -1,0 +1,100 @@
+//! The HTTP server: routes, state and the serve loop.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::http::{StatusCode, Uri};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The writer's routes; the unit of HTTP testing (`app(state).oneshot(..)`).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Unknown routes get the same JSON error shape as every other 4xx.
+async fn not_found(uri: Uri) -> (StatusCode, Json<Value>) {
+    let message = format!("no route for {}", uri.path());
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": { "code": "not_found", "message": message } })),
+    )
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok", "service": "tidemark-writer", "version": tidemark_core::VERSION }))
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use clap::Parser;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn state() -> AppState {
+        AppState::new(Config::parse_from(["tidemark-writer"]))
+    }
+
+    #[tokio::test]
+    async fn healthz_reports_version() {
+        let response = app(state())
+            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["version"], tidemark_core::VERSION);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_404() {
+        let response = app(state())
+            .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+}

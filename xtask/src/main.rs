@@ -1,0 +1,93 @@
+//! `cargo xtask`: the project's own commands.
+//!
+//! The README's two commands are `cargo xtask demo` and `cargo xtask test`.
+//! Both provision whatever the machine is missing first (see [`provision`]),
+//! so a fresh clone on a fresh Debian machine needs nothing but Rust, node and
+//! access to the package registries.
+//!
+//! # Layout
+//!
+//! - `toolchain.rs`: where tools live (the per-user cache) and the environment
+//!   every sub-command runs in.
+//! - `provision.rs`: idempotent installs, each announced before it runs.
+//! - `pipeline.rs`: ordered steps, stop at the first failure, a summary.
+//! - `test.rs`: the steps of `cargo xtask test`.
+//! - `simd_scan.rs`: proof that a wasm module really contains SIMD128 code.
+//! - `demo.rs`: `cargo xtask demo`.
+
+mod demo;
+mod pipeline;
+mod provision;
+mod simd_scan;
+mod test;
+mod toolchain;
+
+use std::process::ExitCode;
+
+use toolchain::Toolchain;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test        provision what is missing, then run every check and test suite
+  demo        provision what is missing, then start the demo
+  setup       provision only (idempotent; says what it installs)
+  build edge  build the edge worker with worker-build (used by wrangler.toml)
+  simd-scan F count the SIMD128 instructions in the wasm module F
+
+environment:
+  TIDEMARK_CACHE   where tools are installed (default: ~/.cache/tidemark)
+  TIDEMARK_ONLY    run only the test steps whose names contain this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match run(&args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
+    match args {
+        ["test"] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            Ok(test::suite(&toolchain))
+        }
+        ["demo"] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            demo::run_demo(&toolchain)
+        }
+        ["setup"] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            println!(
+                "setup: everything is in place ({})",
+                toolchain.cache.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ["build", "edge"] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            test::build_edge(&toolchain)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ["simd-scan", file] => {
+            let counts = simd_scan::scan_file(std::path::Path::new(file))?;
+            println!("{counts}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprint!("{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
