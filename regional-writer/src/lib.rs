@@ -8,6 +8,8 @@
 //!
 //! - [`config`]: command line and environment configuration.
 //! - [`server`]: the axum router and the serve loop with graceful shutdown.
+//! - [`store`]: the storage port, the SQLite store and group commit.
 
 pub mod config;
 pub mod server;
+pub mod store;
