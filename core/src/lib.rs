@@ -7,10 +7,12 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: access tokens (EdDSA JWTs): namespace, scopes, expiry.
 //! - [`shard`]: the stable, documented routing of a record to its shard.
 //! - [`vector`]: vector search; [`vector::kernels`] holds the distance
 //!   kernels (scalar reference, `wasm32` SIMD128, `x86_64` AVX2+FMA).
 
+pub mod auth;
 pub mod shard;
 pub mod vector;
 
