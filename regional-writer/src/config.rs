@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -11,13 +11,72 @@ use clap::Parser;
     version,
     about = "Tidemark's regional writer"
 )]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    /// Without a command, the writer serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print an access token signed by this writer's built-in issuer key.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on. Port 0 picks a free port; the bound address is
     /// printed as `listening on http://ADDR`.
-    #[arg(long, env = "TIDEMARK_LISTEN", default_value = "127.0.0.1:7700")]
+    #[arg(
+        long,
+        env = "TIDEMARK_LISTEN",
+        default_value = "127.0.0.1:7700",
+        global = true
+    )]
     pub listen: SocketAddr,
 
-    /// Directory holding the writer's database.
-    #[arg(long, env = "TIDEMARK_DATA_DIR", default_value = "data/writer")]
+    /// Directory holding the writer's database and keys.
+    #[arg(
+        long,
+        env = "TIDEMARK_DATA_DIR",
+        default_value = "data/writer",
+        global = true
+    )]
     pub data_dir: PathBuf,
+
+    /// Public key (64 hex digits) of the access-token issuer to trust.
+    /// Default: this writer's own issuer key (`keys/issuer.key`).
+    #[arg(long, env = "TIDEMARK_TOKEN_PUBLIC_KEY", global = true)]
+    pub token_public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The namespace (tenant) the token is for.
+    #[arg(long)]
+    pub namespace: String,
+
+    /// Comma-separated scopes: read, write, admin.
+    #[arg(long, default_value = "read,write")]
+    pub scopes: String,
+
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub ttl_secs: u64,
+
+    /// Who the token is for (the `sub` claim).
+    #[arg(long)]
+    pub subject: Option<String>,
+}
+
+impl Config {
+    /// Defaults with `data_dir`, for tests and embedding.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Cli::parse_from(["tidemark-writer"]).config;
+        config.data_dir = data_dir.into();
+        config
+    }
 }

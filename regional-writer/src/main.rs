@@ -1,7 +1,10 @@
 //! `tidemark-writer`: a shell around [`server::run`].
 
 use clap::Parser;
-use tidemark_regional_writer::config::Config;
+use tidemark_core::auth::{self, Claims, Scope};
+use tidemark_regional_writer::auth::unix_now;
+use tidemark_regional_writer::config::{Cli, Command, TokenArgs};
+use tidemark_regional_writer::keys::Keys;
 use tidemark_regional_writer::server::{self, AppState};
 use tracing_subscriber::EnvFilter;
 
@@ -11,12 +14,46 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .init();
-    let config = Config::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => print_token(&cli.config.data_dir, &args),
+        None => serve(cli.config).await,
+    }
+}
+
+async fn serve(config: tidemark_regional_writer::config::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let state = AppState::open(config)?;
     // Tests and `cargo xtask demo` read this line to learn the port.
     println!("listening on http://{}", listener.local_addr()?);
-    server::run(listener, AppState::new(config), shutdown_signal()).await?;
+    server::run(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn print_token(data_dir: &std::path::Path, args: &TokenArgs) -> anyhow::Result<()> {
+    let keys = Keys::load_or_create(data_dir)?;
+    let scopes = args
+        .scopes
+        .split(',')
+        .map(|s| match s.trim() {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "admin" => Ok(Scope::Admin),
+            other => Err(anyhow::anyhow!(
+                "unknown scope {other:?} (read, write, admin)"
+            )),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let claims = Claims {
+        namespace: args.namespace.clone(),
+        scopes,
+        expires_at: unix_now() + args.ttl_secs,
+        not_before: None,
+        subject: args.subject.clone(),
+    };
+    println!("{}", auth::issue(&claims, &keys.issuer));
     Ok(())
 }
 
