@@ -1,0 +1,346 @@
+//! Read replicas (the edge, the browser): follow a shard's log in order.
+//!
+//! A [`ReplicaShard`] applies log ranges strictly in offset order. Entries
+//! below its tidemark are duplicates and are skipped; a range that starts
+//! above it leaves a gap, which is reported as the range to fetch and nothing
+//! is applied (the fetch brings those entries again, so nothing is lost by
+//! not buffering them). Because entries carry the record's state, applying
+//! one is an overwrite, and a replica's state is a function of its tidemark.
+//!
+//! [`ReplicaMode::ReadOnly`] replicas (the edge) keep only materialized
+//! fields and vectors and never decode Automerge. [`ReplicaMode::Merging`]
+//! replicas (the browser) also keep each record's document, so the outbox can
+//! build offline changes on top of it.
+//!
+//! A [`Replica`] groups the shards of one collection and answers the
+//! questions that span shards: its tidemark and whether it satisfies a
+//! consistency token.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use thiserror::Error;
+
+use crate::limits::Limits;
+use crate::log::{ConsistencyToken, LogEntry, Offset, Tidemark};
+use crate::model::{CollectionKey, Fields, RecordId};
+use crate::record::RecordDoc;
+use crate::shard::{ShardCount, ShardId};
+use crate::snapshot::{DocsSection, Snapshot, SnapshotRecord};
+use crate::wire::{DecodeError, LogRange};
+
+/// Whether a replica keeps Automerge documents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaMode {
+    ReadOnly,
+    Merging,
+}
+
+/// A live record as a replica serves it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicaRecord {
+    pub fields: Fields,
+    pub vector: Option<Vec<f32>>,
+}
+
+/// What applying a log range did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Entries were applied (possibly none, if all were duplicates); the
+    /// tidemark is now `tidemark`.
+    Applied { applied: usize, tidemark: Offset },
+    /// The range starts after the tidemark: fetch `missing` first.
+    Gap { missing: Range<Offset> },
+}
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ApplyError {
+    #[error(
+        "data is for {found:?} shard {found_shard}, this replica holds {expected:?} shard {expected_shard}"
+    )]
+    WrongShard {
+        expected: CollectionKey,
+        expected_shard: ShardId,
+        found: CollectionKey,
+        found_shard: ShardId,
+    },
+    #[error("log entry at offset {found} where {expected} was expected")]
+    NonConsecutive { expected: Offset, found: Offset },
+    #[error("snapshot documents: {0}")]
+    Docs(DecodeError),
+}
+
+/// One shard of a replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaShard {
+    collection: CollectionKey,
+    shard: ShardId,
+    mode: ReplicaMode,
+    limits: Limits,
+    tidemark: Offset,
+    records: BTreeMap<RecordId, ReplicaRecord>,
+    docs: BTreeMap<RecordId, RecordDoc>,
+}
+
+impl ReplicaShard {
+    pub fn new(
+        collection: CollectionKey,
+        shard: ShardId,
+        mode: ReplicaMode,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            collection,
+            shard,
+            mode,
+            limits,
+            tidemark: Offset(0),
+            records: BTreeMap::new(),
+            docs: BTreeMap::new(),
+        }
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// Entries `[0, tidemark)` are applied.
+    pub fn tidemark(&self) -> Offset {
+        self.tidemark
+    }
+
+    pub fn get(&self, id: &RecordId) -> Option<&ReplicaRecord> {
+        self.records.get(id)
+    }
+
+    /// Live records in id order.
+    pub fn records(&self) -> impl Iterator<Item = (&RecordId, &ReplicaRecord)> {
+        self.records.iter()
+    }
+
+    /// A record's document (merging replicas only).
+    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
+        self.docs.get(id)
+    }
+
+    fn check_origin(&self, collection: &CollectionKey, shard: ShardId) -> Result<(), ApplyError> {
+        if *collection == self.collection && shard == self.shard {
+            Ok(())
+        } else {
+            Err(ApplyError::WrongShard {
+                expected: self.collection.clone(),
+                expected_shard: self.shard,
+                found: collection.clone(),
+                found_shard: shard,
+            })
+        }
+    }
+
+    /// Applies a range of the log (see the module docs). On error nothing
+    /// has changed.
+    pub fn apply_range(&mut self, range: &LogRange) -> Result<Progress, ApplyError> {
+        self.check_origin(&range.collection, range.shard)?;
+        for (i, entry) in range.entries.iter().enumerate() {
+            let expected = Offset(range.from.0.wrapping_add(i as u64));
+            if entry.offset != expected {
+                return Err(ApplyError::NonConsecutive {
+                    expected,
+                    found: entry.offset,
+                });
+            }
+        }
+        if range.from > self.tidemark && !range.entries.is_empty() {
+            return Ok(Progress::Gap {
+                missing: self.tidemark..range.from,
+            });
+        }
+        let mut applied = 0;
+        for entry in &range.entries {
+            if entry.offset >= self.tidemark {
+                self.apply_entry(entry);
+                applied += 1;
+            }
+        }
+        Ok(Progress::Applied {
+            applied,
+            tidemark: self.tidemark,
+        })
+    }
+
+    fn apply_entry(&mut self, entry: &LogEntry) {
+        if entry.deleted {
+            self.records.remove(&entry.id);
+        } else {
+            self.records.insert(
+                entry.id.clone(),
+                ReplicaRecord {
+                    fields: entry.fields.clone(),
+                    vector: entry.vector.clone(),
+                },
+            );
+        }
+        if self.mode == ReplicaMode::Merging {
+            let doc = self.docs.entry(entry.id.clone()).or_default();
+            let mut intact = true;
+            for change in &entry.changes {
+                intact &= doc.apply(change, &self.limits).is_ok();
+            }
+            // The entry's materialized state is authoritative. A document that
+            // cannot take the writer's changes, or disagrees with them, would
+            // mislead local edits, so it is dropped; the next snapshot brings a
+            // whole one, and until then local edits start from an empty
+            // document, which still merges (fields are root keys).
+            let state = doc.state();
+            if !intact || state.fields != entry.fields || state.deleted != entry.deleted {
+                self.docs.remove(&entry.id);
+            }
+        }
+        self.tidemark = entry.offset.next();
+    }
+
+    /// Replaces this shard's state with `snapshot`'s, unless the replica is
+    /// already past it (then nothing changes and `false` is returned).
+    pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
+        self.check_origin(&snapshot.collection, snapshot.shard)?;
+        if snapshot.offset < self.tidemark {
+            return Ok(false);
+        }
+        let docs = match self.mode {
+            ReplicaMode::ReadOnly => BTreeMap::new(),
+            ReplicaMode::Merging => snapshot
+                .docs
+                .decode(&self.limits)
+                .map_err(ApplyError::Docs)?
+                .into_iter()
+                .collect(),
+        };
+        self.records = snapshot
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    ReplicaRecord {
+                        fields: r.fields.clone(),
+                        vector: r.vector.clone(),
+                    },
+                )
+            })
+            .collect();
+        self.docs = docs;
+        self.tidemark = snapshot.offset;
+        Ok(true)
+    }
+
+    /// This replica's state as a snapshot, for persisting it (the browser's
+    /// IndexedDB) and restarting from it.
+    pub fn to_snapshot(&self) -> Snapshot {
+        Snapshot {
+            collection: self.collection.clone(),
+            shard: self.shard,
+            offset: self.tidemark,
+            records: self
+                .records
+                .iter()
+                .map(|(id, r)| SnapshotRecord {
+                    id: id.clone(),
+                    fields: r.fields.clone(),
+                    vector: r.vector.clone(),
+                })
+                .collect(),
+            docs: DocsSection::encode(self.docs.iter().map(|(id, doc)| (id, doc.save()))),
+            index_segment: None,
+        }
+    }
+}
+
+/// All shards of one collection.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    collection: CollectionKey,
+    shard_count: ShardCount,
+    shards: Vec<ReplicaShard>,
+}
+
+impl Replica {
+    pub fn new(
+        collection: CollectionKey,
+        shard_count: ShardCount,
+        mode: ReplicaMode,
+        limits: Limits,
+    ) -> Self {
+        let shards = shard_count
+            .shards()
+            .map(|shard| ReplicaShard::new(collection.clone(), shard, mode, limits.clone()))
+            .collect();
+        Self {
+            collection,
+            shard_count,
+            shards,
+        }
+    }
+
+    pub fn collection(&self) -> &CollectionKey {
+        &self.collection
+    }
+
+    pub fn shard_of(&self, id: &RecordId) -> ShardId {
+        self.collection.shard_of(id, self.shard_count)
+    }
+
+    /// `None` if `shard` is not a shard of this collection.
+    pub fn shard(&self, shard: ShardId) -> Option<&ReplicaShard> {
+        self.shards.get(shard.0 as usize)
+    }
+
+    pub fn shard_mut(&mut self, shard: ShardId) -> Option<&mut ReplicaShard> {
+        self.shards.get_mut(shard.0 as usize)
+    }
+
+    pub fn shards(&self) -> &[ReplicaShard] {
+        &self.shards
+    }
+
+    /// Applies a range to the shard it names.
+    pub fn apply_range(&mut self, range: &LogRange) -> Result<Progress, ApplyError> {
+        match self.shards.get_mut(range.shard.0 as usize) {
+            Some(shard) => shard.apply_range(range),
+            None => Err(self.foreign(&range.collection, range.shard)),
+        }
+    }
+
+    /// Loads a snapshot into the shard it names.
+    pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
+        match self.shards.get_mut(snapshot.shard.0 as usize) {
+            Some(shard) => shard.load_snapshot(snapshot),
+            None => Err(self.foreign(&snapshot.collection, snapshot.shard)),
+        }
+    }
+
+    fn foreign(&self, collection: &CollectionKey, shard: ShardId) -> ApplyError {
+        ApplyError::WrongShard {
+            expected: self.collection.clone(),
+            expected_shard: ShardId(self.shard_count.get()),
+            found: collection.clone(),
+            found_shard: shard,
+        }
+    }
+
+    pub fn get(&self, id: &RecordId) -> Option<&ReplicaRecord> {
+        self.shard(self.shard_of(id)).and_then(|s| s.get(id))
+    }
+
+    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
+        self.shard(self.shard_of(id)).and_then(|s| s.doc(id))
+    }
+
+    pub fn tidemark(&self) -> Tidemark {
+        Tidemark {
+            shards: self.shards.iter().map(|s| (s.shard, s.tidemark)).collect(),
+        }
+    }
+
+    pub fn satisfies(&self, token: &ConsistencyToken) -> bool {
+        self.tidemark().satisfies(token)
+    }
+}

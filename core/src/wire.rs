@@ -1,0 +1,234 @@
+//! The wire format: every message in a versioned, optionally signed envelope.
+//!
+//! A frame is the postcard encoding of
+//!
+//! ```text
+//! Envelope { version: u16, body: bytes, signature: Option<bytes(64)> }
+//! ```
+//!
+//! where `body` is the postcard encoding of a [`Message`]. The version comes
+//! first and is read alone, so a frame from a newer writer fails with
+//! [`DecodeError::UnsupportedVersion`] rather than as garbage. The body is a
+//! byte string so that the signature covers the exact bytes received, not a
+//! re-encoding: postcard is not self-describing and re-encoding would tie
+//! verification to this build's serializer.
+//!
+//! The writer signs everything it sends (log ranges, snapshots, acks,
+//! invalidations) with Ed25519 over `"tidemark/envelope\0" || version (u16
+//! LE) || body`; replicas verify with the writer's public key only.
+//! Clients' writes travel unsigned: their authority is the caller's token.
+//!
+//! Decoding checks, in order: frame length against [`Limits::max_frame_bytes`]
+//! (before any allocation), version, postcard structure (byte strings are
+//! bounded by the frame, see [`crate::codec`]), no trailing bytes, the
+//! signature when required, and finally every size and name in the message
+//! against [`Limits`]. Each failure is a [`DecodeError`].
+//!
+//! Compatibility: postcard encodes enum variants by index and struct fields
+//! by position. Append new variants at the end; any other change to a type
+//! here needs a new [`WIRE_VERSION`]. The golden-bytes test pins the format.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::codec;
+use crate::limits::{LimitError, Limits, check};
+use crate::log::{ConsistencyToken, LogEntry, Offset};
+use crate::model::{CollectionKey, NameError};
+use crate::shard::ShardId;
+use crate::snapshot::Snapshot;
+use crate::writer::WriteBatch;
+
+/// The version this build writes and reads.
+pub const WIRE_VERSION: u16 = 1;
+
+const SIGNING_CONTEXT: &[u8] = b"tidemark/envelope\0";
+
+/// Everything Tidemark components say to each other.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Client → writer: changes to apply.
+    WriteBatch(WriteBatch),
+    /// Writer → client: the batch is durable.
+    WriteAck(WriteAck),
+    /// Writer (or an edge relaying it) → replica: consecutive log entries.
+    LogRange(LogRange),
+    /// Writer → replica: a shard's state at an offset.
+    Snapshot(Snapshot),
+    /// Writer → subscribers: a shard's head moved. Only a hint; replicas
+    /// still read the log.
+    Invalidation(Invalidation),
+}
+
+/// The writer's answer to a durable [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAck {
+    /// The batch's `client_ref`, echoed so an outbox knows what to retire.
+    pub client_ref: u64,
+    pub token: ConsistencyToken,
+}
+
+/// Entries `[from, from + entries.len())` of one shard's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRange {
+    pub collection: CollectionKey,
+    pub shard: ShardId,
+    pub from: Offset,
+    pub entries: Vec<LogEntry>,
+}
+
+impl LogRange {
+    /// The end of the range (exclusive).
+    pub fn to(&self) -> Offset {
+        Offset(self.from.0.saturating_add(self.entries.len() as u64))
+    }
+
+    pub(crate) fn validate(&self, limits: &Limits) -> Result<(), DecodeError> {
+        self.collection.validate()?;
+        check(
+            self.entries.len(),
+            limits.max_range_entries,
+            |actual, limit| LimitError::RangeTooLong { actual, limit },
+        )?;
+        for (i, entry) in self.entries.iter().enumerate() {
+            if entry.offset.0 != self.from.0.wrapping_add(i as u64) {
+                return Err(DecodeError::NonConsecutive {
+                    expected: Offset(self.from.0.wrapping_add(i as u64)),
+                    found: entry.offset,
+                });
+            }
+            entry.id.validate(limits)?;
+            entry.check_limits(limits)?;
+        }
+        Ok(())
+    }
+}
+
+/// A shard's head moved to `head`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invalidation {
+    pub collection: CollectionKey,
+    pub shard: ShardId,
+    pub head: Offset,
+}
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("wire version {found} is not supported; this build speaks version {WIRE_VERSION}")]
+    UnsupportedVersion { found: u16 },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("{count} unexpected bytes after the message")]
+    TrailingBytes { count: usize },
+    #[error("the message is not signed")]
+    Unsigned,
+    #[error("the signature does not verify with the writer's key")]
+    BadSignature,
+    #[error("log entry at offset {found} where {expected} was expected")]
+    NonConsecutive { expected: Offset, found: Offset },
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    version: u16,
+    #[serde(with = "codec::bytes")]
+    body: Vec<u8>,
+    #[serde(with = "codec::opt_bytes")]
+    signature: Option<Vec<u8>>,
+}
+
+fn signed_bytes(version: u16, body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(SIGNING_CONTEXT.len() + 2 + body.len());
+    bytes.extend_from_slice(SIGNING_CONTEXT);
+    bytes.extend_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn encode_envelope(message: &Message, key: Option<&SigningKey>) -> Vec<u8> {
+    // Serializing in-memory values into a Vec cannot fail: every type here
+    // is plain data and the JSON fields are already valid JSON.
+    let body = postcard::to_allocvec(message).unwrap_or_default();
+    let signature = key.map(|key| {
+        key.sign(&signed_bytes(WIRE_VERSION, &body))
+            .to_bytes()
+            .to_vec()
+    });
+    let envelope = Envelope {
+        version: WIRE_VERSION,
+        body,
+        signature,
+    };
+    postcard::to_allocvec(&envelope).unwrap_or_default()
+}
+
+/// Encodes an unsigned frame (clients' writes).
+pub fn encode(message: &Message) -> Vec<u8> {
+    encode_envelope(message, None)
+}
+
+/// Encodes a frame signed with the writer's key.
+pub fn encode_signed(message: &Message, key: &SigningKey) -> Vec<u8> {
+    encode_envelope(message, Some(key))
+}
+
+/// Decodes a frame without looking at its signature: for the writer reading
+/// clients' requests, whose authority is their token.
+pub fn decode(frame: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+    let envelope = open_envelope(frame, limits)?;
+    decode_body(&envelope.body, limits)
+}
+
+/// Decodes a frame that must carry a valid signature by `writer`: for
+/// replicas and clients reading anything the writer sent.
+pub fn decode_verified(
+    frame: &[u8],
+    writer: &VerifyingKey,
+    limits: &Limits,
+) -> Result<Message, DecodeError> {
+    let envelope = open_envelope(frame, limits)?;
+    let signature = envelope.signature.as_deref().ok_or(DecodeError::Unsigned)?;
+    let signature = Signature::from_slice(signature).map_err(|_| DecodeError::BadSignature)?;
+    writer
+        .verify(&signed_bytes(envelope.version, &envelope.body), &signature)
+        .map_err(|_| DecodeError::BadSignature)?;
+    decode_body(&envelope.body, limits)
+}
+
+fn open_envelope(frame: &[u8], limits: &Limits) -> Result<Envelope, DecodeError> {
+    check(frame.len(), limits.max_frame_bytes, |actual, limit| {
+        LimitError::FrameTooLarge { actual, limit }
+    })?;
+    let (version, _) = postcard::take_from_bytes::<u16>(frame)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion { found: version });
+    }
+    let (envelope, rest) = postcard::take_from_bytes::<Envelope>(frame)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes { count: rest.len() });
+    }
+    Ok(envelope)
+}
+
+fn decode_body(body: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
+    let (message, rest) = postcard::take_from_bytes::<Message>(body)
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes { count: rest.len() });
+    }
+    match &message {
+        Message::WriteBatch(batch) => batch.check_limits(limits)?,
+        Message::WriteAck(_) => {}
+        Message::LogRange(range) => range.validate(limits)?,
+        Message::Snapshot(snapshot) => snapshot.validate(limits)?,
+        Message::Invalidation(invalidation) => invalidation.collection.validate()?,
+    }
+    Ok(message)
+}

@@ -1,0 +1,467 @@
+//! The writer's state machine for one shard: batches in, log entries out.
+//!
+//! [`WriterShard::apply`] validates a batch completely, applies it to staged
+//! copies of the records it touches, and only if every record succeeds
+//! commits them and returns the new log entries (at consecutive offsets from
+//! the shard's head) with the consistency token. A batch is therefore all or
+//! nothing, and an error leaves the shard exactly as it was.
+//!
+//! The state machine is storage-agnostic: the host persists the returned
+//! entries (the log is the source of truth) and, from time to time, a
+//! [`Snapshot`]; after a crash [`WriterShard::restore`] rebuilds the shard
+//! from the latest snapshot plus the log after it. It acknowledges a batch
+//! only after persisting its entries — which is why a change whose
+//! dependencies are missing is refused rather than queued: a queue in memory
+//! would be lost in a crash after the client was told the write is done.
+//!
+//! Idempotence: changes are known by hash, JSON edits that change nothing
+//! produce no change, and re-sending an identical vector is no change; a
+//! batch that changes nothing produces no entry and the current head as token.
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::ActorId;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::codec;
+use crate::fields::JsonEdit;
+use crate::limits::{LimitError, Limits, check};
+use crate::log::{ConsistencyToken, LogEntry, Offset};
+use crate::model::{CollectionKey, CollectionSchema, NameError, RecordId};
+use crate::record::{ApplyOutcome, ChangeError, EditError, RecordDoc, RecordState};
+use crate::shard::ShardId;
+use crate::snapshot::{DocsSection, Snapshot, SnapshotRecord};
+use crate::vector::VectorError;
+use crate::wire::DecodeError;
+
+/// A client's batch of writes to one collection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    pub collection: CollectionKey,
+    /// Chosen by the client and echoed in the ack (the outbox uses it).
+    pub client_ref: u64,
+    pub ops: Vec<WriteOp>,
+}
+
+/// A write to one record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteOp {
+    pub id: RecordId,
+    pub edit: Edit,
+    /// A new vector, as given by the client (validated and prepared by the
+    /// writer). Vectors are last writer wins in log order.
+    #[serde(with = "codec::opt_vector")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// How a write changes a record's fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Edit {
+    /// Fields unchanged (a vector-only write).
+    None,
+    /// Automerge changes made by the client (offline-capable SDK writes).
+    Changes(#[serde(with = "codec::bytes_list")] Vec<Vec<u8>>),
+    /// Plain JSON that the writer turns into a change (the JSON API).
+    Json(JsonEdit),
+}
+
+impl WriteOp {
+    fn check_limits(&self, limits: &Limits) -> Result<(), WriteError> {
+        self.id.validate(limits)?;
+        let mut bytes = self.vector.as_ref().map_or(0, |v| v.len() * 4);
+        match &self.edit {
+            Edit::None => {}
+            Edit::Changes(changes) => {
+                check(changes.len(), limits.max_changes_per_op, |actual, limit| {
+                    LimitError::TooManyChanges { actual, limit }
+                })?;
+                bytes += changes.iter().map(Vec::len).sum::<usize>();
+            }
+            Edit::Json(JsonEdit::Put(fields) | JsonEdit::Patch(fields)) => {
+                let json = codec::json_len(fields);
+                check(json, limits.max_fields_bytes, |actual, limit| {
+                    LimitError::FieldsTooLarge { actual, limit }
+                })?;
+                bytes += json;
+            }
+            Edit::Json(JsonEdit::Delete) => {}
+        }
+        if let Some(vector) = &self.vector {
+            check(vector.len(), limits.max_dimension, |actual, limit| {
+                LimitError::DimensionTooLarge { actual, limit }
+            })?;
+        }
+        check(bytes, limits.max_record_bytes, |actual, limit| {
+            LimitError::RecordTooLarge { actual, limit }
+        })?;
+        Ok(())
+    }
+}
+
+impl WriteBatch {
+    /// Checks sizes and names (not the schema, which only the writer knows).
+    pub fn check_limits(&self, limits: &Limits) -> Result<(), WriteError> {
+        self.collection.validate()?;
+        check(self.ops.len(), limits.max_batch_ops, |actual, limit| {
+            LimitError::BatchTooLarge { actual, limit }
+        })?;
+        self.ops.iter().try_for_each(|op| op.check_limits(limits))
+    }
+}
+
+impl From<WriteError> for DecodeError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Limit(limit) => DecodeError::Limit(limit),
+            WriteError::Name(name) => DecodeError::Name(name),
+            other => DecodeError::Malformed(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("batch is for collection {0:?}, this shard belongs to another")]
+    WrongCollection(CollectionKey),
+    #[error("record {id} belongs to shard {owner}, not this one")]
+    WrongShard { id: RecordId, owner: ShardId },
+    #[error("record {id}: {error}")]
+    Vector { id: RecordId, error: VectorError },
+    #[error("record {id}: {error}")]
+    Change { id: RecordId, error: ChangeError },
+    #[error("record {id}: {error}")]
+    Edit { id: RecordId, error: EditError },
+    /// The client must first send the changes this one builds on.
+    #[error("record {id}: a change depends on changes the writer does not have")]
+    MissingDependencies { id: RecordId },
+}
+
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum RestoreError {
+    #[error("snapshot is of {0:?} shard {1}, not this shard")]
+    WrongSnapshot(CollectionKey, ShardId),
+    #[error("snapshot documents: {0}")]
+    Docs(DecodeError),
+    #[error("log entry at offset {found} where {expected} was expected")]
+    Gap { expected: Offset, found: Offset },
+    #[error("log entry {offset}: {error}")]
+    Change { offset: Offset, error: ChangeError },
+    /// The documents do not reproduce the state the log recorded: the
+    /// snapshot and log are not from the same history.
+    #[error("log entry {offset}: replaying it does not give the state it recorded")]
+    Diverged { offset: Offset },
+}
+
+/// What a successful batch produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WriteOutcome {
+    /// New entries, to persist before acknowledging.
+    pub entries: Vec<LogEntry>,
+    /// The shard's head after the batch.
+    pub token: ConsistencyToken,
+}
+
+#[derive(Clone, Debug)]
+struct WriterRecord {
+    doc: RecordDoc,
+    vector: Option<Vec<f32>>,
+}
+
+/// One shard of one collection, as the writer holds it.
+#[derive(Clone, Debug)]
+pub struct WriterShard {
+    collection: CollectionKey,
+    schema: CollectionSchema,
+    shard: ShardId,
+    limits: Limits,
+    head: Offset,
+    records: BTreeMap<RecordId, WriterRecord>,
+}
+
+/// A record being changed by the current batch.
+struct Staged {
+    id: RecordId,
+    doc: RecordDoc,
+    vector: Option<Vec<f32>>,
+    changes: Vec<Vec<u8>>,
+}
+
+impl WriterShard {
+    /// An empty shard.
+    pub fn new(
+        collection: CollectionKey,
+        schema: CollectionSchema,
+        shard: ShardId,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            collection,
+            schema,
+            shard,
+            limits,
+            head: Offset(0),
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds a shard from its latest snapshot (if any) and the log entries
+    /// after it, in order. Every entry is replayed through the documents and
+    /// checked against the state it recorded.
+    pub fn restore<'a>(
+        collection: CollectionKey,
+        schema: CollectionSchema,
+        shard: ShardId,
+        limits: Limits,
+        snapshot: Option<&Snapshot>,
+        entries: impl IntoIterator<Item = &'a LogEntry>,
+    ) -> Result<Self, RestoreError> {
+        let mut writer = Self::new(collection, schema, shard, limits);
+        if let Some(snapshot) = snapshot {
+            if snapshot.collection != writer.collection || snapshot.shard != shard {
+                return Err(RestoreError::WrongSnapshot(
+                    snapshot.collection.clone(),
+                    snapshot.shard,
+                ));
+            }
+            let vectors: HashMap<&RecordId, &Option<Vec<f32>>> = snapshot
+                .records
+                .iter()
+                .map(|r| (&r.id, &r.vector))
+                .collect();
+            for (id, doc) in snapshot
+                .docs
+                .decode(&writer.limits)
+                .map_err(RestoreError::Docs)?
+            {
+                let vector = vectors.get(&id).and_then(|v| (*v).clone());
+                writer.records.insert(id, WriterRecord { doc, vector });
+            }
+            writer.head = snapshot.offset;
+        }
+        for entry in entries {
+            if entry.offset < writer.head {
+                continue;
+            }
+            if entry.offset != writer.head {
+                return Err(RestoreError::Gap {
+                    expected: writer.head,
+                    found: entry.offset,
+                });
+            }
+            let record = writer
+                .records
+                .entry(entry.id.clone())
+                .or_insert_with(|| WriterRecord {
+                    doc: RecordDoc::new(),
+                    vector: None,
+                });
+            for change in &entry.changes {
+                record
+                    .doc
+                    .apply(change, &writer.limits)
+                    .map_err(|error| RestoreError::Change {
+                        offset: entry.offset,
+                        error,
+                    })?;
+            }
+            let state = record.doc.state();
+            if state.fields != entry.fields || state.deleted != entry.deleted {
+                return Err(RestoreError::Diverged {
+                    offset: entry.offset,
+                });
+            }
+            record.vector = entry.vector.clone();
+            writer.head = entry.offset.next();
+        }
+        Ok(writer)
+    }
+
+    pub fn collection(&self) -> &CollectionKey {
+        &self.collection
+    }
+
+    pub fn schema(&self) -> &CollectionSchema {
+        &self.schema
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+
+    /// The offset the next entry will get (= entries so far).
+    pub fn head(&self) -> Offset {
+        self.head
+    }
+
+    /// A record's current state and vector.
+    pub fn record(&self, id: &RecordId) -> Option<(RecordState, Option<&[f32]>)> {
+        self.records
+            .get(id)
+            .map(|r| (r.doc.state(), r.vector.as_deref()))
+    }
+
+    /// A record's document (to build a change against, or to serve a client
+    /// that merges).
+    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
+        self.records.get(id).map(|r| &r.doc)
+    }
+
+    /// Live records: `(id, fields, vector)`, sorted by id.
+    pub fn live_records(&self) -> Vec<SnapshotRecord> {
+        self.records
+            .iter()
+            .filter_map(|(id, record)| {
+                let state = record.doc.state();
+                (!state.deleted).then(|| SnapshotRecord {
+                    id: id.clone(),
+                    fields: state.fields,
+                    vector: record.vector.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The shard's state at its head, for persisting and for replicas.
+    pub fn snapshot(&self, index_segment: Option<Vec<u8>>) -> Snapshot {
+        Snapshot {
+            collection: self.collection.clone(),
+            shard: self.shard,
+            offset: self.head,
+            records: self.live_records(),
+            docs: DocsSection::encode(self.records.iter().map(|(id, r)| (id, r.doc.save()))),
+            index_segment,
+        }
+    }
+
+    /// Applies a batch (see the module docs). JSON edits become changes by
+    /// `actor` at `time_ms`; the writer should use one actor id per shard
+    /// that no other process uses.
+    pub fn apply(
+        &mut self,
+        batch: &WriteBatch,
+        actor: &ActorId,
+        time_ms: i64,
+    ) -> Result<WriteOutcome, WriteError> {
+        if batch.collection != self.collection {
+            return Err(WriteError::WrongCollection(batch.collection.clone()));
+        }
+        batch.check_limits(&self.limits)?;
+        for op in &batch.ops {
+            let owner = self.collection.shard_of(&op.id, self.schema.shard_count);
+            if owner != self.shard {
+                return Err(WriteError::WrongShard {
+                    id: op.id.clone(),
+                    owner,
+                });
+            }
+        }
+
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut index: HashMap<RecordId, usize> = HashMap::new();
+        for op in &batch.ops {
+            let slot = *index.entry(op.id.clone()).or_insert_with(|| {
+                let current = self.records.get(&op.id);
+                staged.push(Staged {
+                    id: op.id.clone(),
+                    doc: current.map(|r| r.doc.clone()).unwrap_or_default(),
+                    vector: current.and_then(|r| r.vector.clone()),
+                    changes: Vec::new(),
+                });
+                staged.len() - 1
+            });
+            self.stage(&mut staged[slot], op, actor, time_ms)?;
+        }
+
+        let mut entries = Vec::new();
+        let mut commits = Vec::new();
+        for record in staged {
+            if record.doc.pending_len() > 0 {
+                return Err(WriteError::MissingDependencies { id: record.id });
+            }
+            let state = record.doc.state();
+            let vector = if state.deleted { None } else { record.vector };
+            let before = self.records.get(&record.id).and_then(|r| r.vector.as_ref());
+            if record.changes.is_empty() && vector.as_ref() == before {
+                continue;
+            }
+            let entry = LogEntry {
+                offset: Offset(self.head.0 + entries.len() as u64),
+                id: record.id.clone(),
+                changes: record.changes,
+                fields: state.fields,
+                vector: vector.clone(),
+                deleted: state.deleted,
+            };
+            entry.check_limits(&self.limits)?;
+            entries.push(entry);
+            commits.push((
+                record.id,
+                WriterRecord {
+                    doc: record.doc,
+                    vector,
+                },
+            ));
+        }
+        self.records.extend(commits);
+        self.head = Offset(self.head.0 + entries.len() as u64);
+        Ok(WriteOutcome {
+            entries,
+            token: ConsistencyToken::single(self.shard, self.head),
+        })
+    }
+
+    fn stage(
+        &self,
+        record: &mut Staged,
+        op: &WriteOp,
+        actor: &ActorId,
+        time_ms: i64,
+    ) -> Result<(), WriteError> {
+        match &op.edit {
+            Edit::None => {}
+            Edit::Changes(changes) => {
+                for bytes in changes {
+                    let outcome = record.doc.apply(bytes, &self.limits).map_err(|error| {
+                        WriteError::Change {
+                            id: op.id.clone(),
+                            error,
+                        }
+                    })?;
+                    if let ApplyOutcome::Applied { released } = outcome {
+                        record.changes.push(bytes.clone());
+                        record
+                            .changes
+                            .extend(released.iter().filter_map(|h| record.doc.change_bytes(h)));
+                    }
+                }
+            }
+            Edit::Json(edit) => {
+                let change =
+                    record
+                        .doc
+                        .edit(edit, actor, time_ms)
+                        .map_err(|error| WriteError::Edit {
+                            id: op.id.clone(),
+                            error,
+                        })?;
+                record.changes.extend(change);
+            }
+        }
+        if let Some(vector) = &op.vector {
+            let prepared =
+                self.schema
+                    .prepare_vector(vector)
+                    .map_err(|error| WriteError::Vector {
+                        id: op.id.clone(),
+                        error,
+                    })?;
+            record.vector = Some(prepared);
+        }
+        Ok(())
+    }
+}
