@@ -7,8 +7,17 @@
 //! - `simd128` (on `wasm32` built with `+simd128`, which the workspace's
 //!   `.cargo/config.toml` sets): four 128-bit accumulators, so that a loop
 //!   iteration issues four independent multiply-adds and hides their latency.
-//! - `avx2` (on `x86_64`): four 256-bit FMA accumulators, used when the CPU
-//!   reports AVX2 and FMA at run time; otherwise the scalar path.
+//! - `avx2` (on `x86_64`): two 256-bit accumulators that hold the same 16
+//!   partial sums as simd128's four, used when the CPU reports AVX2 at run
+//!   time; otherwise [`blocked`], a portable loop in the same order.
+//!
+//! The f32 kernels add in one fixed order on every target and use separate
+//! multiplies and adds (no FMA, which rounds once instead of twice): a
+//! distance is the same bits natively and in wasm, so the writer and every
+//! replica rank a segment identically. The tests check this bit for bit.
+//!
+//! [`dot_i8`] is the int8 kernel of quantized search; its sums are exact
+//! integers, so every implementation returns the same value.
 //!
 //! The SIMD versions sum in a different order from the scalar one, so results
 //! differ by rounding. The bound the tests hold them to, for vectors `a`, `b`
@@ -31,14 +40,14 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             return unsafe { avx2::dot(a, b) };
         }
-        scalar::dot(a, b)
+        blocked::dot(a, b)
     }
     #[cfg(not(any(
         all(target_arch = "wasm32", target_feature = "simd128"),
         target_arch = "x86_64"
     )))]
     {
-        scalar::dot(a, b)
+        blocked::dot(a, b)
     }
 }
 
@@ -56,14 +65,42 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
             return unsafe { avx2::l2_squared(a, b) };
         }
-        scalar::l2_squared(a, b)
+        blocked::l2_squared(a, b)
     }
     #[cfg(not(any(
         all(target_arch = "wasm32", target_feature = "simd128"),
         target_arch = "x86_64"
     )))]
     {
-        scalar::l2_squared(a, b)
+        blocked::l2_squared(a, b)
+    }
+}
+
+/// `Σ a_i·b_i` over int8 codes, exact in `i32`. Codes must lie in
+/// `-127..=127` ([`super::quantized`] never produces -128): then a pair of
+/// products fits an `i16` lane, which the SIMD versions rely on, and a sum of
+/// up to 2^17 products cannot overflow `i32`.
+#[inline]
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd128::dot_i8(a, b)
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { avx2::dot_i8(a, b) };
+        }
+        scalar::dot_i8(a, b)
+    }
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        target_arch = "x86_64"
+    )))]
+    {
+        scalar::dot_i8(a, b)
     }
 }
 
@@ -77,7 +114,7 @@ pub fn implementation() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
         if avx2::available() {
-            "x86_64-avx2-fma"
+            "x86_64-avx2"
         } else {
             "scalar"
         }
@@ -88,6 +125,57 @@ pub fn implementation() -> &'static str {
     )))]
     {
         "scalar"
+    }
+}
+
+/// Floats per step of every f32 implementation: 16 lanes of partial sums
+/// (four accumulators of four lanes in simd128, two of eight in AVX2).
+const BLOCK: usize = 16;
+
+/// The f32 kernels in exactly the summation order of the SIMD versions, for
+/// machines without them. Every implementation of [`dot`] and [`l2_squared`]
+/// therefore returns the same bits on every machine, so a segment searched by
+/// the native writer and by a wasm replica ranks identically (ties included).
+pub mod blocked {
+    use super::BLOCK;
+
+    fn sum_in_simd_order(lanes: &[f32; BLOCK]) -> f32 {
+        // Accumulator k holds lanes 4k..4k+4; simd128 adds (0+1)+(2+3)
+        // lane by lane, then the four lanes as (l0+l1)+(l2+l3).
+        let v: [f32; 4] =
+            core::array::from_fn(|m| (lanes[m] + lanes[4 + m]) + (lanes[8 + m] + lanes[12 + m]));
+        (v[0] + v[1]) + (v[2] + v[3])
+    }
+
+    pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let body = n - n % BLOCK;
+        let mut lanes = [0.0f32; BLOCK];
+        for (x, y) in a[..body]
+            .chunks_exact(BLOCK)
+            .zip(b[..body].chunks_exact(BLOCK))
+        {
+            for j in 0..BLOCK {
+                lanes[j] += x[j] * y[j];
+            }
+        }
+        sum_in_simd_order(&lanes) + super::scalar::dot(&a[body..n], &b[body..n])
+    }
+
+    pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let body = n - n % BLOCK;
+        let mut lanes = [0.0f32; BLOCK];
+        for (x, y) in a[..body]
+            .chunks_exact(BLOCK)
+            .zip(b[..body].chunks_exact(BLOCK))
+        {
+            for j in 0..BLOCK {
+                let d = x[j] - y[j];
+                lanes[j] += d * d;
+            }
+        }
+        sum_in_simd_order(&lanes) + super::scalar::l2_squared(&a[body..n], &b[body..n])
     }
 }
 
@@ -106,16 +194,25 @@ pub mod scalar {
             })
             .sum()
     }
+
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum()
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use core::arch::wasm32::{
-        f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub, v128, v128_load,
+        f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub, i16x8_extmul_high_i8x16,
+        i16x8_extmul_low_i8x16, i32x4_add, i32x4_extadd_pairwise_i16x8, i32x4_extract_lane,
+        i32x4_splat, v128, v128_load,
     };
 
     /// Floats per loop iteration: four accumulators of four lanes.
-    const STEP: usize = 16;
+    const STEP: usize = super::BLOCK;
 
     #[inline]
     fn load(s: &[f32], i: usize) -> v128 {
@@ -165,19 +262,48 @@ mod simd128 {
         let sum = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
         horizontal_sum(sum) + super::scalar::l2_squared(&a[body..n], &b[body..n])
     }
+
+    /// Sixteen codes per step: `extmul` widens the products to i16 (exact for
+    /// codes in -127..=127) and a pairwise add widens them again to i32.
+    #[inline]
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let body = n - n % 32;
+        let mut acc = [i32x4_splat(0); 2];
+        let mut i = 0;
+        while i < body {
+            for (lane, acc) in acc.iter_mut().enumerate() {
+                let j = i + 16 * lane;
+                // SAFETY: j + 16 <= body <= n, within both slices; no alignment needed.
+                let (x, y) = unsafe {
+                    (
+                        v128_load(a.as_ptr().add(j).cast::<v128>()),
+                        v128_load(b.as_ptr().add(j).cast::<v128>()),
+                    )
+                };
+                let low = i32x4_extadd_pairwise_i16x8(i16x8_extmul_low_i8x16(x, y));
+                let high = i32x4_extadd_pairwise_i16x8(i16x8_extmul_high_i8x16(x, y));
+                *acc = i32x4_add(*acc, i32x4_add(low, high));
+            }
+            i += 32;
+        }
+        let v = i32x4_add(acc[0], acc[1]);
+        (i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v))
+            + (i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v))
+            + super::scalar::dot_i8(&a[body..n], &b[body..n])
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, _mm_add_ps, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps, _mm256_add_ps,
-        _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
-        _mm256_setzero_ps, _mm256_sub_ps,
+        __m128i, __m256, __m256i, _mm_add_epi32, _mm_add_ps, _mm_add_ss, _mm_cvtsi128_si32,
+        _mm_cvtss_f32, _mm_loadu_si128, _mm_movehl_ps, _mm_shuffle_epi32, _mm_shuffle_ps,
+        _mm256_add_epi32, _mm256_add_ps, _mm256_castps256_ps128, _mm256_castsi256_si128,
+        _mm256_cvtepi8_epi16, _mm256_extractf128_ps, _mm256_extracti128_si256, _mm256_loadu_ps,
+        _mm256_madd_epi16, _mm256_mul_ps, _mm256_setzero_ps, _mm256_setzero_si256, _mm256_sub_ps,
     };
     use std::sync::OnceLock;
-
-    /// Floats per loop iteration: four accumulators of eight lanes.
-    const STEP: usize = 32;
 
     pub fn available() -> bool {
         // `is_x86_feature_detected!` caches too, but behind an atomic load per
@@ -187,13 +313,18 @@ mod avx2 {
             .get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
     }
 
+    /// Reduces the two registers exactly as `simd128` reduces its four:
+    /// `lo` holds its accumulators 0|1 and `hi` 2|3, so `(0+1)+(2+3)` lane by
+    /// lane, then `(l0+l1)+(l2+l3)`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn horizontal_sum(v: __m256) -> f32 {
-        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-        let single = _mm_add_ps(pair, _mm_shuffle_ps::<0b01>(pair, pair));
-        _mm_cvtss_f32(single)
+    fn reduce(lo: __m256, hi: __m256) -> f32 {
+        let s01 = _mm_add_ps(_mm256_castps256_ps128(lo), _mm256_extractf128_ps::<1>(lo));
+        let s23 = _mm_add_ps(_mm256_castps256_ps128(hi), _mm256_extractf128_ps::<1>(hi));
+        let s = _mm_add_ps(s01, s23);
+        // [l0+l1, l1+l0, l2+l3, l3+l2]
+        let pairs = _mm_add_ps(s, _mm_shuffle_ps::<0b10_11_00_01>(s, s));
+        _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehl_ps(pairs, pairs)))
     }
 
     /// # Safety
@@ -201,21 +332,28 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
-        let body = n - n % STEP;
+        let body = n - n % super::BLOCK;
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
         while i < body {
-            for (lane, acc) in acc.iter_mut().enumerate() {
-                let j = i + 8 * lane;
-                // SAFETY: j + 8 <= body <= n, within both slices.
-                let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(j)), _mm256_loadu_ps(pb.add(j))) };
-                *acc = _mm256_fmadd_ps(x, y, *acc);
+            // SAFETY: i + 16 <= body <= n, within both slices.
+            unsafe {
+                lo = _mm256_add_ps(
+                    lo,
+                    _mm256_mul_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))),
+                );
+                hi = _mm256_add_ps(
+                    hi,
+                    _mm256_mul_ps(
+                        _mm256_loadu_ps(pa.add(i + 8)),
+                        _mm256_loadu_ps(pb.add(i + 8)),
+                    ),
+                );
             }
-            i += STEP;
+            i += super::BLOCK;
         }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        horizontal_sum(sum) + super::scalar::dot(&a[body..n], &b[body..n])
+        reduce(lo, hi) + super::scalar::dot(&a[body..n], &b[body..n])
     }
 
     /// # Safety
@@ -223,22 +361,56 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
-        let body = n - n % STEP;
+        let body = n - n % super::BLOCK;
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 16 <= body <= n, within both slices.
+            unsafe {
+                let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
+                lo = _mm256_add_ps(lo, _mm256_mul_ps(d, d));
+                let d = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8)),
+                    _mm256_loadu_ps(pb.add(i + 8)),
+                );
+                hi = _mm256_add_ps(hi, _mm256_mul_ps(d, d));
+            }
+            i += super::BLOCK;
+        }
+        reduce(lo, hi) + super::scalar::l2_squared(&a[body..n], &b[body..n])
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let body = n - n % 32;
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc: [__m256i; 2] = [_mm256_setzero_si256(); 2];
         let mut i = 0;
         while i < body {
             for (lane, acc) in acc.iter_mut().enumerate() {
-                let j = i + 8 * lane;
-                // SAFETY: j + 8 <= body <= n, within both slices.
-                let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(j)), _mm256_loadu_ps(pb.add(j))) };
-                let d = _mm256_sub_ps(x, y);
-                *acc = _mm256_fmadd_ps(d, d, *acc);
+                let j = i + 16 * lane;
+                // SAFETY: j + 16 <= body <= n, within both slices.
+                let (x, y) = unsafe {
+                    (
+                        _mm_loadu_si128(pa.add(j).cast::<__m128i>()),
+                        _mm_loadu_si128(pb.add(j).cast::<__m128i>()),
+                    )
+                };
+                // Widen to i16, multiply, and add adjacent pairs into i32.
+                let products = _mm256_madd_epi16(_mm256_cvtepi8_epi16(x), _mm256_cvtepi8_epi16(y));
+                *acc = _mm256_add_epi32(*acc, products);
             }
-            i += STEP;
+            i += 32;
         }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        horizontal_sum(sum) + super::scalar::l2_squared(&a[body..n], &b[body..n])
+        let v = _mm256_add_epi32(acc[0], acc[1]);
+        let quad = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let pair = _mm_add_epi32(quad, _mm_shuffle_epi32::<0b01_00_11_10>(quad));
+        let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b00_00_00_01>(pair));
+        _mm_cvtsi128_si32(single) + super::scalar::dot_i8(&a[body..n], &b[body..n])
     }
 }
 
@@ -280,10 +452,17 @@ mod tests {
         #[cfg(target_arch = "wasm32")]
         assert_eq!(implementation(), "wasm32-simd128");
         #[cfg(not(target_arch = "wasm32"))]
-        assert!(["x86_64-avx2-fma", "scalar"].contains(&implementation()));
+        assert!(["x86_64-avx2", "scalar"].contains(&implementation()));
     }
 
     proptest! {
+        /// Every target must produce the same bits as the portable order.
+        #[test]
+        fn f32_kernels_are_bit_identical_to_the_blocked_order((a, b) in pair(300)) {
+            prop_assert_eq!(dot(&a, &b).to_bits(), blocked::dot(&a, &b).to_bits());
+            prop_assert_eq!(l2_squared(&a, &b).to_bits(), blocked::l2_squared(&a, &b).to_bits());
+        }
+
         #[test]
         fn dot_matches_scalar((a, b) in pair(300)) {
             let expected = scalar::dot(&a, &b);
@@ -297,5 +476,24 @@ mod tests {
             let tolerance = bound(a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)), a.len());
             prop_assert!((l2_squared(&a, &b) - expected).abs() <= tolerance);
         }
+
+        /// Integer sums are exact, so the int8 kernel must equal the scalar one.
+        #[test]
+        fn dot_i8_matches_scalar_exactly(
+            (a, b) in (0usize..=600).prop_flat_map(|n| (
+                prop::collection::vec(-127i8..=127, n),
+                prop::collection::vec(-127i8..=127, n),
+            ))
+        ) {
+            prop_assert_eq!(dot_i8(&a, &b), scalar::dot_i8(&a, &b));
+        }
+    }
+
+    #[test]
+    fn dot_i8_extremes() {
+        let a = vec![127i8; 1000];
+        let b = vec![-127i8; 1000];
+        assert_eq!(dot_i8(&a, &b), -127 * 127 * 1000);
+        assert_eq!(dot_i8(&a, &a), 127 * 127 * 1000);
     }
 }
