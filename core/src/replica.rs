@@ -186,12 +186,14 @@ impl ReplicaShard {
                 intact &= doc.apply(change, &self.limits).is_ok();
             }
             // The entry's materialized state is authoritative. A document that
-            // cannot take the writer's changes, or disagrees with them, would
-            // mislead local edits, so it is dropped; the next snapshot brings a
-            // whole one, and until then local edits start from an empty
-            // document, which still merges (fields are root keys).
-            let state = doc.state();
-            if !intact || state.fields != entry.fields || state.deleted != entry.deleted {
+            // cannot take the writer's changes (or must queue them: it lacks
+            // history the writer had) would mislead local edits, so it is
+            // dropped; the next snapshot brings a whole one, and until then
+            // local edits start from an empty document, which still merges
+            // (fields are root keys). A document that took every change holds
+            // the writer's history, so it has the writer's state (comparing
+            // would cost a materialization per entry).
+            if !intact || doc.pending_len() > 0 {
                 self.docs.remove(&entry.id);
             }
         }

@@ -30,7 +30,7 @@ use crate::limits::{LimitError, Limits, check};
 use crate::log::{ConsistencyToken, LogEntry, Offset};
 use crate::model::{CollectionKey, CollectionSchema, NameError, RecordId};
 use crate::record::{ApplyOutcome, ChangeError, EditError, RecordDoc, RecordState};
-use crate::shard::ShardId;
+use crate::shard::{ShardCount, ShardId};
 use crate::snapshot::{DocsSection, Snapshot, SnapshotRecord};
 use crate::vector::VectorError;
 use crate::wire::DecodeError;
@@ -100,6 +100,28 @@ impl WriteOp {
 }
 
 impl WriteBatch {
+    /// Splits a batch into one batch per shard, in shard order, each keeping
+    /// its ops' order and the `client_ref`. The writer applies each to its
+    /// shard and merges the tokens; if one shard fails after another
+    /// succeeded, not acknowledging is enough: the client re-sends the whole
+    /// batch and the shard that succeeded sees only duplicates.
+    pub fn split_by_shard(&self, count: ShardCount) -> Vec<(ShardId, WriteBatch)> {
+        let mut split: BTreeMap<ShardId, WriteBatch> = BTreeMap::new();
+        for op in &self.ops {
+            let shard = self.collection.shard_of(&op.id, count);
+            split
+                .entry(shard)
+                .or_insert_with(|| WriteBatch {
+                    collection: self.collection.clone(),
+                    client_ref: self.client_ref,
+                    ops: Vec::new(),
+                })
+                .ops
+                .push(op.clone());
+        }
+        split.into_iter().collect()
+    }
+
     /// Checks sizes and names (not the schema, which only the writer knows).
     pub fn check_limits(&self, limits: &Limits) -> Result<(), WriteError> {
         self.collection.validate()?;
