@@ -412,7 +412,7 @@ impl WriterShard {
                 continue;
             }
             let entry = LogEntry {
-                offset: Offset(self.head.0 + entries.len() as u64),
+                offset: Offset(self.head.0.saturating_add(entries.len() as u64)),
                 id: record.id.clone(),
                 changes: record.changes,
                 fields: state.fields,
@@ -430,7 +430,7 @@ impl WriterShard {
             ));
         }
         self.records.extend(commits);
-        self.head = Offset(self.head.0 + entries.len() as u64);
+        self.head = Offset(self.head.0.saturating_add(entries.len() as u64));
         Ok(WriteOutcome {
             entries,
             token: ConsistencyToken::single(self.shard, self.head),
