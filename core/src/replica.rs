@@ -66,6 +66,8 @@ pub enum ApplyError {
     },
     #[error("log entry at offset {found} where {expected} was expected")]
     NonConsecutive { expected: Offset, found: Offset },
+    #[error("the collection has no shard {0}")]
+    NoSuchShard(ShardId),
     #[error("snapshot documents: {0}")]
     Docs(DecodeError),
 }
@@ -307,7 +309,7 @@ impl Replica {
     pub fn apply_range(&mut self, range: &LogRange) -> Result<Progress, ApplyError> {
         match self.shards.get_mut(range.shard.0 as usize) {
             Some(shard) => shard.apply_range(range),
-            None => Err(self.foreign(&range.collection, range.shard)),
+            None => Err(ApplyError::NoSuchShard(range.shard)),
         }
     }
 
@@ -315,16 +317,7 @@ impl Replica {
     pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
         match self.shards.get_mut(snapshot.shard.0 as usize) {
             Some(shard) => shard.load_snapshot(snapshot),
-            None => Err(self.foreign(&snapshot.collection, snapshot.shard)),
-        }
-    }
-
-    fn foreign(&self, collection: &CollectionKey, shard: ShardId) -> ApplyError {
-        ApplyError::WrongShard {
-            expected: self.collection.clone(),
-            expected_shard: ShardId(self.shard_count.get()),
-            found: collection.clone(),
-            found_shard: shard,
+            None => Err(ApplyError::NoSuchShard(snapshot.shard)),
         }
     }
 

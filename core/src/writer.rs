@@ -28,7 +28,7 @@ use crate::codec;
 use crate::fields::JsonEdit;
 use crate::limits::{LimitError, Limits, check};
 use crate::log::{ConsistencyToken, LogEntry, Offset};
-use crate::model::{CollectionKey, CollectionSchema, NameError, RecordId};
+use crate::model::{CollectionKey, CollectionSchema, Fields, NameError, RecordId};
 use crate::record::{ApplyOutcome, ChangeError, EditError, RecordDoc, RecordState};
 use crate::shard::{ShardCount, ShardId};
 use crate::snapshot::{DocsSection, Snapshot, SnapshotRecord};
@@ -67,6 +67,42 @@ pub enum Edit {
 }
 
 impl WriteOp {
+    /// The JSON API's put: replace every field (and optionally the vector).
+    pub fn put(id: RecordId, fields: Fields, vector: Option<Vec<f32>>) -> Self {
+        Self {
+            id,
+            edit: Edit::Json(JsonEdit::Put(fields)),
+            vector,
+        }
+    }
+
+    /// The JSON API's patch: an RFC 7386 merge patch of the fields.
+    pub fn patch(id: RecordId, patch: Fields, vector: Option<Vec<f32>>) -> Self {
+        Self {
+            id,
+            edit: Edit::Json(JsonEdit::Patch(patch)),
+            vector,
+        }
+    }
+
+    /// The JSON API's delete.
+    pub fn delete(id: RecordId) -> Self {
+        Self {
+            id,
+            edit: Edit::Json(JsonEdit::Delete),
+            vector: None,
+        }
+    }
+
+    /// Only a new vector.
+    pub fn set_vector(id: RecordId, vector: Vec<f32>) -> Self {
+        Self {
+            id,
+            edit: Edit::None,
+            vector: Some(vector),
+        }
+    }
+
     fn check_limits(&self, limits: &Limits) -> Result<(), WriteError> {
         self.id.validate(limits)?;
         let mut bytes = self.vector.as_ref().map_or(0, |v| v.len() * 4);

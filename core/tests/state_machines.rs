@@ -49,11 +49,12 @@ fn fields(value: Value) -> Fields {
 }
 
 fn json_op(record: &str, edit: JsonEdit, vector: Option<Vec<f32>>) -> WriteOp {
-    WriteOp {
-        id: id(record),
-        edit: Edit::Json(edit),
-        vector,
-    }
+    let op = match edit {
+        JsonEdit::Put(f) => WriteOp::put(id(record), f, None),
+        JsonEdit::Patch(f) => WriteOp::patch(id(record), f, None),
+        JsonEdit::Delete => WriteOp::delete(id(record)),
+    };
+    WriteOp { vector, ..op }
 }
 
 fn batch(ops: Vec<WriteOp>) -> WriteBatch {
@@ -410,6 +411,15 @@ fn replica_applies_in_order_reports_gaps_and_satisfies_tokens() {
         ));
         let mut foreign = range(&log, 0, 1);
         foreign.shard = ShardId(3);
+        assert_eq!(
+            replica.apply_range(&foreign),
+            Err(ApplyError::NoSuchShard(ShardId(3)))
+        );
+        let mut foreign = range(&log, 0, 1);
+        foreign.collection = CollectionKey::new(
+            Namespace::new("acme").unwrap(),
+            CollectionName::new("other").unwrap(),
+        );
         assert!(matches!(
             replica.apply_range(&foreign),
             Err(ApplyError::WrongShard { .. })
