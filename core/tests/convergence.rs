@@ -120,6 +120,7 @@ fn the_simulation_injects_faults_and_detects_divergence() {
         total.replica_restarts += s.replica_restarts;
         total.client_restarts += s.client_restarts;
         total.writer_restarts += s.writer_restarts;
+        total.snapshots_loaded += s.snapshots_loaded;
         last = Some(sim);
     }
     let mut sim = last.unwrap();
@@ -132,6 +133,7 @@ fn the_simulation_injects_faults_and_detects_divergence() {
         total.replica_restarts,
         total.client_restarts,
         total.writer_restarts,
+        total.snapshots_loaded,
     ];
     assert!(counts.iter().all(|&n| n > 0), "{total:?}");
 

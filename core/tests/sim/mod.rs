@@ -106,6 +106,7 @@ pub struct Stats {
     pub replica_restarts: usize,
     pub client_restarts: usize,
     pub writer_restarts: usize,
+    pub snapshots_loaded: usize,
 }
 
 /// Even-numbered read replicas are edges (read-only), odd ones keep documents.
@@ -389,9 +390,13 @@ impl Sim {
                 }
             }
             Message::Snapshot(snapshot) => {
-                self.replica_of(to)
+                let loaded = self
+                    .replica_of(to)
                     .load_snapshot(&snapshot)
                     .map_err(|e| format!("replica refused a snapshot: {e}"))?;
+                if loaded {
+                    self.stats.snapshots_loaded += 1;
+                }
             }
             Message::Invalidation(invalidation) => {
                 if self.replica_of(to).tidemark().get(invalidation.shard) < invalidation.head {
@@ -543,7 +548,13 @@ impl Sim {
             42..=49 => {
                 let peer = self.random_peer();
                 let shard = ShardId(self.rng.below(4) as u32);
-                self.fetch(peer, shard);
+                if self.rng.chance(20) && self.online(peer) {
+                    // A peer that is far behind bootstraps from the writer's
+                    // snapshot (a browser with pending writes included).
+                    self.network.push(Packet::FetchSnapshot { peer, shard });
+                } else {
+                    self.fetch(peer, shard);
+                }
             }
             50..=89 => {
                 if !self.network.is_empty() {
