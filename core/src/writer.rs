@@ -399,6 +399,11 @@ impl WriterShard {
     /// Applies a batch (see the module docs). JSON edits become changes by
     /// `actor` at `time_ms`; the writer should use one actor id per shard
     /// that no other process uses.
+    ///
+    /// `self` is only modified after every record succeeded, so if a bug in
+    /// Automerge panics on a crafted change (its apply path still has an
+    /// `unwrap`), a native host that catches the unwind finds the shard
+    /// unchanged and can refuse the batch.
     pub fn apply(
         &mut self,
         batch: &WriteBatch,
