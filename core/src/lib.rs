@@ -34,6 +34,8 @@
 //! The state machines (sans-IO: bytes and values in, bytes and values out):
 //!
 //! - [`writer`]: a writer's shard: batches in, log entries and tokens out.
+//! - [`log_store`]: the writer's storage port (logs and snapshots), with an
+//!   in-memory version; opening a shard from it.
 //! - [`replica`]: edge and browser replicas following the log.
 //! - [`outbox`]: the browser's persisted queue of offline writes.
 //!
@@ -47,6 +49,7 @@ mod codec;
 pub mod fields;
 pub mod limits;
 pub mod log;
+pub mod log_store;
 pub mod model;
 pub mod outbox;
 pub mod record;

@@ -18,6 +18,11 @@
 //! The local view of a record is the replica's state plus every write still
 //! in the outbox ([`Outbox::local_view`]).
 //!
+//! Two rules for the host, both about the actor's sequence numbers: persist
+//! the outbox *before* sending a batch (a change the writer has must never
+//! be forgotten locally), and persist the replica together with the outbox
+//! (settling assumes the replica's documents hold the settled changes).
+//!
 //! The actor id must be unique to this outbox (the SDK draws it once and it
 //! is persisted here): two outboxes sharing one would write conflicting
 //! changes that the writer refuses.

@@ -66,6 +66,8 @@ pub enum ApplyError {
     },
     #[error("log entry at offset {found} where {expected} was expected")]
     NonConsecutive { expected: Offset, found: Offset },
+    #[error("the collection has no shard {0}")]
+    NoSuchShard(ShardId),
     #[error("snapshot documents: {0}")]
     Docs(DecodeError),
 }
@@ -186,12 +188,14 @@ impl ReplicaShard {
                 intact &= doc.apply(change, &self.limits).is_ok();
             }
             // The entry's materialized state is authoritative. A document that
-            // cannot take the writer's changes, or disagrees with them, would
-            // mislead local edits, so it is dropped; the next snapshot brings a
-            // whole one, and until then local edits start from an empty
-            // document, which still merges (fields are root keys).
-            let state = doc.state();
-            if !intact || state.fields != entry.fields || state.deleted != entry.deleted {
+            // cannot take the writer's changes (or must queue them: it lacks
+            // history the writer had) would mislead local edits, so it is
+            // dropped; the next snapshot brings a whole one, and until then
+            // local edits start from an empty document, which still merges
+            // (fields are root keys). A document that took every change holds
+            // the writer's history, so it has the writer's state (comparing
+            // would cost a materialization per entry).
+            if !intact || doc.pending_len() > 0 {
                 self.docs.remove(&entry.id);
             }
         }
@@ -305,7 +309,7 @@ impl Replica {
     pub fn apply_range(&mut self, range: &LogRange) -> Result<Progress, ApplyError> {
         match self.shards.get_mut(range.shard.0 as usize) {
             Some(shard) => shard.apply_range(range),
-            None => Err(self.foreign(&range.collection, range.shard)),
+            None => Err(ApplyError::NoSuchShard(range.shard)),
         }
     }
 
@@ -313,16 +317,7 @@ impl Replica {
     pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
         match self.shards.get_mut(snapshot.shard.0 as usize) {
             Some(shard) => shard.load_snapshot(snapshot),
-            None => Err(self.foreign(&snapshot.collection, snapshot.shard)),
-        }
-    }
-
-    fn foreign(&self, collection: &CollectionKey, shard: ShardId) -> ApplyError {
-        ApplyError::WrongShard {
-            expected: self.collection.clone(),
-            expected_shard: ShardId(self.shard_count.get()),
-            found: collection.clone(),
-            found_shard: shard,
+            None => Err(ApplyError::NoSuchShard(snapshot.shard)),
         }
     }
 

@@ -28,9 +28,9 @@ use crate::codec;
 use crate::fields::JsonEdit;
 use crate::limits::{LimitError, Limits, check};
 use crate::log::{ConsistencyToken, LogEntry, Offset};
-use crate::model::{CollectionKey, CollectionSchema, NameError, RecordId};
+use crate::model::{CollectionKey, CollectionSchema, Fields, NameError, RecordId};
 use crate::record::{ApplyOutcome, ChangeError, EditError, RecordDoc, RecordState};
-use crate::shard::ShardId;
+use crate::shard::{ShardCount, ShardId};
 use crate::snapshot::{DocsSection, Snapshot, SnapshotRecord};
 use crate::vector::VectorError;
 use crate::wire::DecodeError;
@@ -67,6 +67,42 @@ pub enum Edit {
 }
 
 impl WriteOp {
+    /// The JSON API's put: replace every field (and optionally the vector).
+    pub fn put(id: RecordId, fields: Fields, vector: Option<Vec<f32>>) -> Self {
+        Self {
+            id,
+            edit: Edit::Json(JsonEdit::Put(fields)),
+            vector,
+        }
+    }
+
+    /// The JSON API's patch: an RFC 7386 merge patch of the fields.
+    pub fn patch(id: RecordId, patch: Fields, vector: Option<Vec<f32>>) -> Self {
+        Self {
+            id,
+            edit: Edit::Json(JsonEdit::Patch(patch)),
+            vector,
+        }
+    }
+
+    /// The JSON API's delete.
+    pub fn delete(id: RecordId) -> Self {
+        Self {
+            id,
+            edit: Edit::Json(JsonEdit::Delete),
+            vector: None,
+        }
+    }
+
+    /// Only a new vector.
+    pub fn set_vector(id: RecordId, vector: Vec<f32>) -> Self {
+        Self {
+            id,
+            edit: Edit::None,
+            vector: Some(vector),
+        }
+    }
+
     fn check_limits(&self, limits: &Limits) -> Result<(), WriteError> {
         self.id.validate(limits)?;
         let mut bytes = self.vector.as_ref().map_or(0, |v| v.len() * 4);
@@ -100,6 +136,28 @@ impl WriteOp {
 }
 
 impl WriteBatch {
+    /// Splits a batch into one batch per shard, in shard order, each keeping
+    /// its ops' order and the `client_ref`. The writer applies each to its
+    /// shard and merges the tokens; if one shard fails after another
+    /// succeeded, not acknowledging is enough: the client re-sends the whole
+    /// batch and the shard that succeeded sees only duplicates.
+    pub fn split_by_shard(&self, count: ShardCount) -> Vec<(ShardId, WriteBatch)> {
+        let mut split: BTreeMap<ShardId, WriteBatch> = BTreeMap::new();
+        for op in &self.ops {
+            let shard = self.collection.shard_of(&op.id, count);
+            split
+                .entry(shard)
+                .or_insert_with(|| WriteBatch {
+                    collection: self.collection.clone(),
+                    client_ref: self.client_ref,
+                    ops: Vec::new(),
+                })
+                .ops
+                .push(op.clone());
+        }
+        split.into_iter().collect()
+    }
+
     /// Checks sizes and names (not the schema, which only the writer knows).
     pub fn check_limits(&self, limits: &Limits) -> Result<(), WriteError> {
         self.collection.validate()?;
@@ -341,6 +399,11 @@ impl WriterShard {
     /// Applies a batch (see the module docs). JSON edits become changes by
     /// `actor` at `time_ms`; the writer should use one actor id per shard
     /// that no other process uses.
+    ///
+    /// `self` is only modified after every record succeeded, so if a bug in
+    /// Automerge panics on a crafted change (its apply path still has an
+    /// `unwrap`), a native host that catches the unwind finds the shard
+    /// unchanged and can refuse the batch.
     pub fn apply(
         &mut self,
         batch: &WriteBatch,
@@ -390,7 +453,7 @@ impl WriterShard {
                 continue;
             }
             let entry = LogEntry {
-                offset: Offset(self.head.0 + entries.len() as u64),
+                offset: Offset(self.head.0.saturating_add(entries.len() as u64)),
                 id: record.id.clone(),
                 changes: record.changes,
                 fields: state.fields,
@@ -408,7 +471,7 @@ impl WriterShard {
             ));
         }
         self.records.extend(commits);
-        self.head = Offset(self.head.0 + entries.len() as u64);
+        self.head = Offset(self.head.0.saturating_add(entries.len() as u64));
         Ok(WriteOutcome {
             entries,
             token: ConsistencyToken::single(self.shard, self.head),

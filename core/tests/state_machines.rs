@@ -49,11 +49,12 @@ fn fields(value: Value) -> Fields {
 }
 
 fn json_op(record: &str, edit: JsonEdit, vector: Option<Vec<f32>>) -> WriteOp {
-    WriteOp {
-        id: id(record),
-        edit: Edit::Json(edit),
-        vector,
-    }
+    let op = match edit {
+        JsonEdit::Put(f) => WriteOp::put(id(record), f, None),
+        JsonEdit::Patch(f) => WriteOp::patch(id(record), f, None),
+        JsonEdit::Delete => WriteOp::delete(id(record)),
+    };
+    WriteOp { vector, ..op }
 }
 
 fn batch(ops: Vec<WriteOp>) -> WriteBatch {
@@ -410,6 +411,15 @@ fn replica_applies_in_order_reports_gaps_and_satisfies_tokens() {
         ));
         let mut foreign = range(&log, 0, 1);
         foreign.shard = ShardId(3);
+        assert_eq!(
+            replica.apply_range(&foreign),
+            Err(ApplyError::NoSuchShard(ShardId(3)))
+        );
+        let mut foreign = range(&log, 0, 1);
+        foreign.collection = CollectionKey::new(
+            Namespace::new("acme").unwrap(),
+            CollectionName::new("other").unwrap(),
+        );
         assert!(matches!(
             replica.apply_range(&foreign),
             Err(ApplyError::WrongShard { .. })
@@ -568,4 +578,87 @@ fn outbox_survives_restarts_and_retires_acked_writes() {
         .apply(&outbox.next_batch(10).unwrap(), &actor(), 0)
         .unwrap();
     assert!(out.entries[0].deleted);
+}
+
+#[test]
+fn read_only_replicas_skip_the_documents_section() {
+    let mut w = writer();
+    w.apply(
+        &batch(vec![json_op(
+            "a",
+            JsonEdit::Put(fields(json!({"k": 1}))),
+            None,
+        )]),
+        &actor(),
+        0,
+    )
+    .unwrap();
+    let mut snapshot = w.snapshot(None);
+    // Garbage where the documents should be: a reader that skips the section
+    // never notices, a reader that merges refuses the whole snapshot.
+    snapshot.docs = tidemark_core::snapshot::DocsSection::encode([(&id("a"), b"junk".to_vec())]);
+
+    let mut edge = ReplicaShard::new(key(), ShardId(0), ReplicaMode::ReadOnly, Limits::default());
+    assert_eq!(edge.load_snapshot(&snapshot), Ok(true));
+    assert_eq!(edge.get(&id("a")).unwrap().fields, fields(json!({"k": 1})));
+
+    let mut browser = ReplicaShard::new(key(), ShardId(0), ReplicaMode::Merging, Limits::default());
+    assert!(matches!(
+        browser.load_snapshot(&snapshot),
+        Err(ApplyError::Docs(_))
+    ));
+    assert_eq!(browser.tidemark(), Offset(0));
+    assert!(browser.get(&id("a")).is_none());
+}
+
+#[test]
+fn damaged_outbox_bytes_are_typed_errors() {
+    use tidemark_core::wire::DecodeError;
+    let limits = Limits::default();
+    let replica = Replica::new(
+        key(),
+        ShardCount::new(1).unwrap(),
+        ReplicaMode::Merging,
+        limits.clone(),
+    );
+    let mut outbox = Outbox::new(key(), &ActorId::from([5; 16]));
+    outbox
+        .write(
+            &replica,
+            id("n"),
+            Some(&JsonEdit::Put(fields(json!({"a": 1})))),
+            None,
+            &schema(),
+            &limits,
+            0,
+        )
+        .unwrap();
+    let bytes = outbox.to_bytes();
+    assert_eq!(Outbox::from_bytes(&bytes, &limits).as_ref(), Ok(&outbox));
+    for len in 0..bytes.len() {
+        assert!(
+            Outbox::from_bytes(&bytes[..len], &limits).is_err(),
+            "truncated to {len}"
+        );
+    }
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert_eq!(
+        Outbox::from_bytes(&trailing, &limits),
+        Err(DecodeError::TrailingBytes { count: 1 })
+    );
+    let mut future = bytes.clone();
+    future[0] = 2;
+    assert_eq!(
+        Outbox::from_bytes(&future, &limits),
+        Err(DecodeError::UnsupportedVersion { found: 2 })
+    );
+    let tiny = Limits {
+        max_outbox_ops: 0,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        Outbox::from_bytes(&bytes, &tiny),
+        Err(DecodeError::Limit(LimitError::OutboxFull { .. }))
+    ));
 }
