@@ -29,7 +29,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::metric::Metric;
-use super::quantized::{QuantizedQuery, QuantizedVectors};
+use super::quantized::{self, QuantizedQuery, QuantizedVectors};
 use super::topk::{Scored, TopK};
 
 /// One layer's links in compressed sparse rows: the neighbors of point `i`
@@ -164,6 +164,12 @@ impl HnswSegment {
         self.vectors.get(start..start + self.dim)
     }
 
+    /// All prepared f32 vectors, `len × dim` in graph order (empty under
+    /// [`Precision::Int8`]).
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors
+    }
+
     /// Heap bytes held by the segment: what it costs an isolate.
     pub fn memory_bytes(&self) -> usize {
         4 * self.vectors.len()
@@ -191,6 +197,28 @@ impl HnswSegment {
             _ => {}
         }
         self.vectors.shrink_to_fit();
+    }
+
+    /// Keeps at most `max` links per point at layer 0, the first ones.
+    ///
+    /// instant-distance fills all 64 layer-0 slots of every point: first
+    /// the neighbors its heuristic selects (nearest first, each closer to the
+    /// point than to any neighbor already kept), then the pruned candidates
+    /// (`keep_pruned`). Cutting the list keeps the heuristic's choice and
+    /// drops pruned links, which costs hops less than it saves distances.
+    pub fn limit_layer0_links(&mut self, max: usize) {
+        let Some(zero) = self.layers.first_mut() else {
+            return;
+        };
+        let mut offsets = Vec::with_capacity(zero.offsets.len());
+        let mut neighbors = Vec::with_capacity(zero.len() * max);
+        offsets.push(0);
+        for point in 0..zero.len() as u32 {
+            let links = zero.neighbors(point);
+            neighbors.extend_from_slice(&links[..links.len().min(max)]);
+            offsets.push(neighbors.len() as u32);
+        }
+        *zero = Adjacency { offsets, neighbors };
     }
 
     /// The query-side state of one search: the int8 form when the walk uses codes.
@@ -287,27 +315,34 @@ impl HnswSegment {
     }
 
     /// Exact top-k over every accepted point: one sequential pass over the
-    /// vectors (the int8 codes when the segment has them, then a rerank).
+    /// vectors. With int8 codes and the f32 kept, the pass reads the codes and
+    /// reranks with f32 only where the codes' error bound leaves doubt
+    /// ([`quantized::exact_top_k`]): the same result as the f32 pass. With
+    /// codes only, the order is the codes' (approximate).
     pub fn scan(&self, query: &[f32], k: usize, accept: impl Fn(u32) -> bool) -> Vec<Scored> {
         debug_assert_eq!(query.len(), self.dim);
-        // With int8 codes, keep a few times k quantized candidates so that the
-        // f32 rerank can repair the order near the k-th place.
-        let keep = if self.quantized.is_some() {
-            k.saturating_mul(4).max(k + 16)
-        } else {
-            k
-        };
-        let mut top = TopK::new(keep);
-        let distance = self.distances(query);
-        for index in 0..self.len() as u32 {
-            if accept(index) {
-                let d = distance(index);
-                if d < top.threshold() {
-                    top.push(Scored { distance: d, index });
+        let (metric, dim) = (self.metric, self.dim);
+        match (&self.quantized, self.precision()) {
+            (Some(codes), Precision::Int8Rerank) => {
+                quantized::exact_top_k(codes, metric, &QuantizedQuery::new(query), k, accept, |i| {
+                    let start = i as usize * dim;
+                    metric.distance(query, &self.vectors[start..start + dim])
+                })
+            }
+            _ => {
+                let mut top = TopK::new(k);
+                let distance = self.distances(query);
+                for index in 0..self.len() as u32 {
+                    if accept(index) {
+                        let d = distance(index);
+                        if d < top.threshold() {
+                            top.push(Scored { distance: d, index });
+                        }
+                    }
                 }
+                top.into_sorted_vec()
             }
         }
-        self.finish(query, top.into_sorted_vec(), k)
     }
 
     /// Turns candidates into results: reranked with exact f32 distances when
@@ -427,8 +462,8 @@ mod tests {
         s.set_precision(Precision::Int8);
         assert_eq!(s.precision(), Precision::Int8);
         assert!(s.vector(0).is_none());
-        // 4 bytes per component become 1, plus a scale and a norm per point.
-        assert_eq!(f32_bytes - s.memory_bytes(), 600 * (3 * DIM - 8));
+        // 4 bytes per component become 1, plus a scale and two norms per point.
+        assert_eq!(f32_bytes - s.memory_bytes(), 600 * (3 * DIM - 12));
         let q = Metric::Cosine.prepare(&queries(5, 1, DIM)[0]);
         assert_eq!(s.scan(&q, 10, |_| true).len(), 10);
         assert_eq!(

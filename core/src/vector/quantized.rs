@@ -8,11 +8,19 @@
 //! Per-vector scales suit embeddings, whose components are of similar size
 //! within a vector but whose norms differ between vectors (under `dot` / `l2`).
 //!
-//! Quantized distances are approximate; where the f32 vectors are kept, a
-//! search reranks its quantized candidates with exact distances.
+//! Quantized distances are approximate, but their error has a hard bound
+//! (each code is off by at most half a step): with `x = s·q + e`, `|e_i| ≤ s/2`,
+//!
+//! `|a·b − s_a·s_b·Σ q_a·q_b| ≤ ½·s_a·|b|₁ + ½·s_b·|a|₁ + ¼·n·s_a·s_b`.
+//!
+//! [`exact_top_k`] uses it to return the *exact* f32 top-k from an int8 scan:
+//! it computes every estimate with its interval, and reranks with f32 only the
+//! points whose interval can reach below the k-th smallest upper bound.
+//! The result is the f32 scan's, ids and order, at the int8 scan's cost.
 
 use super::kernels;
 use super::metric::Metric;
+use super::topk::{Scored, TopK};
 
 /// The int8 codes of a set of vectors, with the scale and squared norm of each.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -21,14 +29,18 @@ pub struct QuantizedVectors {
     codes: Vec<i8>,
     scales: Vec<f32>,
     norms_squared: Vec<f32>,
+    /// `|x|₁` of each vector, for the error bound.
+    l1_norms: Vec<f32>,
 }
 
 /// A query in the quantized form, made once per search.
 #[derive(Clone, Debug)]
 pub struct QuantizedQuery {
-    codes: Vec<i8>,
+    /// The codes widened to i16 once, for [`kernels::dot_i8_i16`].
+    wide: Vec<i16>,
     scale: f32,
     norm_squared: f32,
+    l1_norm: f32,
 }
 
 /// Writes the codes of `vector` into `out` and returns its scale.
@@ -50,9 +62,10 @@ impl QuantizedQuery {
         let mut codes = vec![0; vector.len()];
         let scale = quantize_into(vector, &mut codes);
         Self {
-            codes,
+            wide: codes.into_iter().map(i16::from).collect(),
             scale,
             norm_squared: kernels::dot(vector, vector),
+            l1_norm: vector.iter().map(|x| x.abs()).sum(),
         }
     }
 }
@@ -68,6 +81,13 @@ impl QuantizedVectors {
     /// Quantizes `vectors` (`n × dim`, row-major).
     pub fn from_rows(dim: usize, vectors: &[f32]) -> Self {
         let mut out = Self::new(dim);
+        // Exact capacities: growing by doubling would leave a wasm heap
+        // (which never shrinks) holding the abandoned half-size blocks.
+        let n = vectors.len() / dim.max(1);
+        out.codes.reserve_exact(n * dim);
+        out.scales.reserve_exact(n);
+        out.norms_squared.reserve_exact(n);
+        out.l1_norms.reserve_exact(n);
         if dim > 0 {
             for row in vectors.chunks_exact(dim) {
                 out.push(row);
@@ -81,6 +101,7 @@ impl QuantizedVectors {
         codes: Vec<i8>,
         scales: Vec<f32>,
         norms_squared: Vec<f32>,
+        l1_norms: Vec<f32>,
     ) -> Self {
         debug_assert_eq!(codes.len(), dim * scales.len());
         Self {
@@ -88,7 +109,12 @@ impl QuantizedVectors {
             codes,
             scales,
             norms_squared,
+            l1_norms,
         }
+    }
+
+    pub(crate) fn l1_norms(&self) -> &[f32] {
+        &self.l1_norms
     }
 
     pub(crate) fn codes(&self) -> &[i8] {
@@ -110,6 +136,26 @@ impl QuantizedVectors {
         let scale = quantize_into(vector, &mut self.codes[start..]);
         self.scales.push(scale);
         self.norms_squared.push(kernels::dot(vector, vector));
+        self.l1_norms.push(vector.iter().map(|x| x.abs()).sum());
+    }
+
+    /// Replaces vector `index`.
+    pub fn set(&mut self, index: usize, vector: &[f32]) {
+        let row = &mut self.codes[index * self.dim..(index + 1) * self.dim];
+        self.scales[index] = quantize_into(vector, row);
+        self.norms_squared[index] = kernels::dot(vector, vector);
+        self.l1_norms[index] = vector.iter().map(|x| x.abs()).sum();
+    }
+
+    /// Removes vector `index`, moving the last one into its place.
+    pub fn swap_remove(&mut self, index: usize) {
+        let (dim, last) = (self.dim, self.len() - 1);
+        self.codes
+            .copy_within(last * dim..(last + 1) * dim, index * dim);
+        self.codes.truncate(last * dim);
+        self.scales.swap_remove(index);
+        self.norms_squared.swap_remove(index);
+        self.l1_norms.swap_remove(index);
     }
 
     pub fn len(&self) -> usize {
@@ -122,19 +168,92 @@ impl QuantizedVectors {
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.codes.len() + 8 * self.scales.len()
+        self.codes.len() + 12 * self.scales.len()
+    }
+
+    #[inline]
+    fn estimated_dot(&self, index: usize, query: &QuantizedQuery) -> f32 {
+        let row = &self.codes[index * self.dim..(index + 1) * self.dim];
+        kernels::dot_i8_i16(row, &query.wide) as f32 * (self.scales[index] * query.scale)
     }
 
     /// The approximate [`Metric::distance`] between point `index` and `query`.
     #[inline]
     pub fn distance(&self, metric: Metric, index: usize, query: &QuantizedQuery) -> f32 {
-        let row = &self.codes[index * self.dim..(index + 1) * self.dim];
-        let dot = kernels::dot_i8(row, &query.codes) as f32 * (self.scales[index] * query.scale);
+        let dot = self.estimated_dot(index, query);
         match metric {
             Metric::Cosine | Metric::Dot => -dot,
             Metric::L2 => self.norms_squared[index] + query.norm_squared - 2.0 * dot,
         }
     }
+
+    /// [`Self::distance`] and a bound on its distance from the f32 kernels'
+    /// value: the quantization bound of the module docs, plus a margin for
+    /// the rounding of both computations (`(n + 4)·ε` relative to the norms,
+    /// more than either summation can lose).
+    #[inline]
+    pub fn bounded_distance(
+        &self,
+        metric: Metric,
+        index: usize,
+        query: &QuantizedQuery,
+    ) -> (f32, f32) {
+        let (s, t) = (self.scales[index], query.scale);
+        let quantization = 0.5 * s * query.l1_norm
+            + 0.5 * t * self.l1_norms[index]
+            + 0.25 * self.dim as f32 * s * t;
+        let rounding = 3.0
+            * (self.dim as f32 + 4.0)
+            * f32::EPSILON
+            * (self.norms_squared[index] + query.norm_squared);
+        let estimate = self.distance(metric, index, query);
+        let error = match metric {
+            Metric::Cosine | Metric::Dot => quantization,
+            Metric::L2 => 2.0 * quantization,
+        };
+        (estimate, error + rounding)
+    }
+}
+
+/// The exact top-k by f32 distance among the accepted points, found with
+/// int8 estimates: `exact(i)` (the f32 distance) is computed only for points
+/// whose error interval reaches below the k-th smallest upper bound, which
+/// every true top-k point's does. Same ids and order as an f32 scan.
+pub fn exact_top_k(
+    codes: &QuantizedVectors,
+    metric: Metric,
+    query: &QuantizedQuery,
+    k: usize,
+    accept: impl Fn(u32) -> bool,
+    exact: impl Fn(u32) -> f32,
+) -> Vec<Scored> {
+    let mut upper = TopK::new(k);
+    let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(4 * k);
+    for index in 0..codes.len() as u32 {
+        if !accept(index) {
+            continue;
+        }
+        let (estimate, error) = codes.bounded_distance(metric, index as usize, query);
+        let low = estimate - error;
+        if low <= upper.threshold() {
+            candidates.push((low, index));
+            upper.push(Scored {
+                distance: estimate + error,
+                index,
+            });
+        }
+    }
+    let limit = upper.threshold();
+    let mut top = TopK::new(k);
+    for (low, index) in candidates {
+        if low <= limit {
+            top.push(Scored {
+                distance: exact(index),
+                index,
+            });
+        }
+    }
+    top.into_sorted_vec()
 }
 
 #[cfg(test)]
@@ -163,6 +282,32 @@ mod tests {
             let l1 = |v: &[f32]| v.iter().map(|x| x.abs()).sum::<f32>();
             let bound = 0.5 * sa * l1(&b) + 0.5 * sb * l1(&a) + 0.25 * a.len() as f32 * sa * sb + 1e-4;
             prop_assert!((estimate - exact).abs() <= bound, "{estimate} vs {exact} (bound {bound})");
+        }
+    }
+
+    proptest! {
+        /// The int8 top-k with bounded rerank equals the f32 scan, ids and order.
+        #[test]
+        fn exact_top_k_equals_the_f32_scan(
+            seed in 0u64..1000,
+            n in 1usize..300,
+            k in 1usize..20,
+            metric in prop::sample::select(vec![Metric::Cosine, Metric::Dot, Metric::L2]),
+        ) {
+            let dim = 24;
+            let rows: Vec<f32> = crate::vector::test_data::records(seed, n, dim)
+                .into_iter()
+                .flat_map(|(_, v)| metric.prepare(&v))
+                .collect();
+            let query = metric.prepare(&crate::vector::test_data::queries(seed, 1, dim)[0]);
+            let codes = QuantizedVectors::from_rows(dim, &rows);
+            let f32_distance = |i: u32| metric.distance(&query, &rows[i as usize * dim..(i as usize + 1) * dim]);
+            let mut scan = TopK::new(k);
+            for i in 0..n as u32 {
+                scan.push(Scored { distance: f32_distance(i), index: i });
+            }
+            let found = exact_top_k(&codes, metric, &QuantizedQuery::new(&query), k, |_| true, f32_distance);
+            prop_assert_eq!(found, scan.into_sorted_vec());
         }
     }
 
