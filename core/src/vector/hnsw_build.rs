@@ -12,6 +12,12 @@
 //! that pool has one thread (which is always so on wasm32). A multi-threaded
 //! native build is a valid graph but not bit-for-bit reproducible; replicas
 //! never rebuild, they load the writer's bytes, so they agree regardless.
+//!
+//! Entropy: instant-distance's `Builder::default()` draws a random default
+//! seed (`rand::random`) before [`BuildOptions::seed`] replaces it. The graph
+//! depends only on the seed given, but the draw itself happens, so sealing
+//! needs an entropy source (the OS natively, `crypto.getRandomValues` in
+//! wasm); searching and loading never touch one.
 
 use std::collections::HashSet;
 

@@ -4,22 +4,27 @@
 //! # Why not search with instant-distance itself
 //!
 //! The graph is built by `instant-distance` ([`super::hnsw_build`]), seeded,
-//! as the design says. Its own search is not used, for three measured reasons
-//! (20k × 384 MiniLM set, see `cargo xtask bench search`):
+//! as the design says. Its own search is not used, for reasons measured on
+//! the 20k × 384 MiniLM set (`seal --instant-distance-efs`, native, one
+//! thread, both walks computing distances with the same SIMD kernel):
 //!
-//! - `ef_search` is fixed when the index is built. A replica cannot trade
+//! - It is slower per query at equal recall: ef 32 gave recall@10 0.986 at
+//!   2,567 q/s through instant-distance against 0.985 at 4,746 q/s for this
+//!   walk (ef 64: 0.994 at 1,338 vs 0.995 at 2,716). It goes through the
+//!   `Point` trait pair by pair, keeps `OrderedFloat` heaps, and reads
+//!   vectors out of `Vec<P>` rather than one contiguous block.
+//! - `ef_search` is fixed when the index is built: a replica cannot trade
 //!   recall for speed per query, and a filtered query (which must look past
 //!   non-matching points to still return k) cannot widen its beam.
-//! - Its graph lives in `Vec<P>` of user points plus fixed 64-slot neighbor
-//!   arrays padded with `INVALID`; loading it means deserializing that
-//!   structure (serde) and holding the points twice when they carry vectors.
-//!   Here the graph is CSR (offsets + neighbor ids, no padding) and the
-//!   vectors are one contiguous `f32` block
-//!   in graph order, which is also the snapshot's byte layout, so loading is a
-//!   copy, not a rebuild.
-//! - It computes distances through the `Point` trait one pair at a time and
-//!   keeps its heaps in `OrderedFloat`s; the walk here calls the SIMD kernels
-//!   directly on rows of the contiguous block, optionally on int8 codes.
+//! - It has no notion of tombstones or filters, nor of int8 codes: walking
+//!   on int8 codes and reranking the beam with f32 is what doubles the wasm
+//!   throughput here (`cargo xtask bench search`).
+//! - Loading it means deserializing its structure (serde), with 64 link
+//!   slots per point at layer 0 (all of them filled: its heuristic keeps the
+//!   pruned candidates). The layout here is CSR with the first 32 links
+//!   (the heuristic's picks come first; see [`HnswSegment::limit_layer0_links`])
+//!   and the vectors in one `f32` block in graph order, which is also the
+//!   byte layout of a snapshot: loading is a copy, not a rebuild.
 //!
 //! The layout mirrors instant-distance's invariants: points are numbered so
 //! that layer `l` holds exactly points `0..layer_sizes[l]`, and the search
