@@ -5,8 +5,9 @@
 //!
 //! The graph is built by `instant-distance` ([`super::hnsw_build`]), seeded,
 //! as the design says. Its own search is not used, for reasons measured on
-//! the 20k × 384 MiniLM set (`seal --instant-distance-efs`, native, one
-//! thread, both walks computing distances with the same SIMD kernel):
+//! the 20k × 384 MiniLM set (`seal --instant-distance-efs`: native, queries
+//! on one thread, all 64 layer-0 links kept, both searches computing
+//! distances with the same SIMD kernel, so the difference is the walk):
 //!
 //! - It is slower per query at equal recall: ef 32 gave recall@10 0.986 at
 //!   2,567 q/s through instant-distance against 0.985 at 4,746 q/s for this
