@@ -71,6 +71,8 @@ struct History {
     logs: HashMap<u32, Vec<Vec<u8>>>,
     /// Batch ids handed out so far (ids are `[0, next_batch)`).
     next_batch: Arc<AtomicU64>,
+    /// Whether the collection was created (the epoch's first start has none).
+    created: bool,
 }
 
 #[derive(Default)]
@@ -165,6 +167,7 @@ fn crash_point(
     // recovery must not depend on this point's writes.
     verify(&client, &key, history, &Outcomes::default(), totals)?;
     client.create_collection(COLLECTION, DIMENSION, SHARDS)?;
+    history.created = true;
 
     let killed = Arc::new(AtomicBool::new(false));
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
@@ -313,7 +316,7 @@ fn verify(
     outcomes: &Outcomes,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
-    if history.logs.is_empty() && history.acked.is_empty() {
+    if !history.created {
         // The epoch's first start: the collection does not exist yet.
         return Ok(());
     }
