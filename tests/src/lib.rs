@@ -6,9 +6,19 @@
 //! # Layout
 //!
 //! - `lib.rs`: [`WriterProcess`], locating binaries, HTTP helpers.
+//! - `client.rs`: [`client::WriterClient`], an authenticated client of one
+//!   writer (tokens, collections, writes, reads).
+//! - `shard_log.rs`: [`shard_log::read_log`], a shard's whole log read back
+//!   through the API and checked (signatures, consecutive offsets).
+//! - `rng.rs`: [`rng::SplitMix`], the seeded generator suites draw from.
+//! - `bin/writer_bench.rs`: the driver of `cargo xtask bench writer`.
+
+pub mod client;
+pub mod rng;
+pub mod shard_log;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -43,10 +53,19 @@ pub struct WriterProcess {
 }
 
 impl WriterProcess {
-    pub fn start(data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(workspace_binary("tidemark-writer")?)
+    /// The debug build `cargo xtask test` made, serving `data_dir`.
+    pub fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_binary(&workspace_binary("tidemark-writer")?, data_dir)
+    }
+
+    /// A given writer binary (the bench runs the release build).
+    pub fn start_binary(binary: &Path, data_dir: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            // Only warnings: suites start many writers and read their output
+            // only when something fails.
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -59,17 +78,31 @@ impl WriterProcess {
                 }
             }
         });
-        match rx.recv_timeout(Duration::from_secs(20)) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(base_url) => Ok(Self { child, base_url }),
             Err(_) => {
                 let _ = child.kill();
-                bail!("the writer did not report its address within 20 s")
+                let _ = child.wait();
+                bail!("the writer did not report its address within 60 s")
             }
         }
     }
 
     pub fn get_json(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
         get_json(&format!("{}{path}", self.base_url))
+    }
+
+    /// SIGKILL, the crash a writer must survive: no shutdown code runs, and
+    /// whatever SQLite had not made durable is gone with the process.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        // `Child::kill` is SIGKILL on Unix.
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -80,14 +113,45 @@ impl Drop for WriterProcess {
     }
 }
 
+/// A token from the writer binary's `token` subcommand, signed with the
+/// issuer key under `data_dir` (created there if missing).
+pub fn issue_token(
+    binary: &Path,
+    data_dir: &Path,
+    namespace: &str,
+    scopes: &str,
+) -> anyhow::Result<String> {
+    let output = Command::new(binary)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["token", "--namespace", namespace, "--scopes", scopes])
+        .env("RUST_LOG", "warn")
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "tidemark-writer token failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let token = String::from_utf8(output.stdout)?.trim().to_string();
+    if token.is_empty() {
+        bail!("tidemark-writer token printed nothing");
+    }
+    Ok(token)
+}
+
+/// An HTTP agent that returns 4xx/5xx as answers, bounded in time.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
 /// GET `url` and parse its JSON body, whatever the status.
 pub fn get_json(url: &str) -> anyhow::Result<(u16, serde_json::Value)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let mut response = agent.get(url).call()?;
+    let mut response = agent(Duration::from_secs(10)).get(url).call()?;
     let status = response.status().as_u16();
     let body = response.body_mut().read_json()?;
     Ok((status, body))

@@ -16,8 +16,11 @@
 //! - `demo.rs`: `cargo xtask demo`.
 //! - `bench_search.rs`: `cargo xtask bench search`, Tidemark's wasm search
 //!   against the npm peers.
+//! - `bench_writer.rs`: `cargo xtask bench writer`, durable ingest into the
+//!   real writer against raw SQLite.
 
 mod bench_search;
+mod bench_writer;
 mod demo;
 mod pipeline;
 mod provision;
@@ -41,6 +44,9 @@ commands:
               seal the dataset natively, then measure Tidemark's wasm search and
               the npm peers in one node process (default data:
               ../shared/data/debian-minilm-20k)
+  bench writer [--json FILE] [--records N --batch N --clients N --shards N --seed N]
+              durable ingest into the release writer on loopback (binary and JSON
+              endpoints) against raw SQLite inserts of the same bytes
   simd-scan F count the SIMD128 instructions in the wasm module F
 
 environment:
@@ -91,6 +97,10 @@ fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
             let toolchain = Toolchain::discover()?;
             provision::all(&toolchain)?;
             bench_search::run_bench(&toolchain, rest)
+        }
+        ["bench", "writer", rest @ ..] => {
+            let toolchain = Toolchain::discover()?;
+            bench_writer::run_bench(&toolchain, rest)
         }
         ["simd-scan", file] => {
             let counts = simd_scan::scan_file(std::path::Path::new(file))?;
