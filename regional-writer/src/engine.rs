@@ -27,7 +27,9 @@ use tidemark_core::model::{CollectionKey, CollectionSchema, RecordId, SchemaErro
 use tidemark_core::record::RecordState;
 use tidemark_core::shard::{ShardCount, ShardId};
 use tidemark_core::snapshot::Snapshot;
-use tidemark_core::vector::{Hit, HnswSegment, Metric, Query, QueryError, ShardIndex};
+use tidemark_core::vector::{
+    BuildOptions, Hit, HnswSegment, Metric, Query, QueryError, ShardIndex,
+};
 use tidemark_core::wire::{self, DecodeError, Invalidation, LogRange, Message};
 use tidemark_core::writer::{WriteBatch, WriteError, WriterShard};
 use tokio::sync::broadcast;
@@ -40,6 +42,10 @@ use crate::store::{
 /// Entries between the snapshots the writer keeps per shard: bounds restart
 /// replay and how far a new replica reads the log after its snapshot.
 pub const SNAPSHOT_EVERY: u64 = 10_000;
+
+/// The seed of every sealed segment: the design fixes it so that a segment
+/// built twice from the same records is the same graph.
+const SEAL_SEED: u64 = 0x7469_6465_6d61_726b;
 
 /// Bytes of entries one log-range answer carries at most.
 const MAX_RANGE_BYTES: usize = 8 << 20;
@@ -466,6 +472,17 @@ impl Engine {
         key: &CollectionKey,
         shard: &mut Shard,
     ) -> Result<(Vec<u8>, u64), EngineError> {
+        if shard.index.needs_reseal() {
+            // Sealing builds an HNSW graph (seconds for tens of thousands of
+            // 384-d vectors): keep it off the async workers' queue. Replicas
+            // load the sealed graph from the snapshot instead of building it.
+            let index = &mut shard.index;
+            let sealed =
+                tokio::task::block_in_place(|| index.reseal(BuildOptions::with_seed(SEAL_SEED)));
+            if let Err(err) = sealed {
+                tracing::error!(%err, "resealing failed; the snapshot ships no sealed segment");
+            }
+        }
         let segment = shard.index.sealed().map(HnswSegment::to_bytes);
         let snapshot = shard.writer.snapshot(segment);
         let offset = snapshot.offset.0;
