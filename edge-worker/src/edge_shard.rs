@@ -88,17 +88,18 @@ impl EdgeShard {
                     "the snapshot's index segment does not match the collection's schema",
                 ));
             }
-            // Records whose stored vector is their sealed point's keep it:
-            // compared before quantizing drops the f32 vectors, and against
-            // the stored form (the writer seals stored vectors), because
-            // preparing a unit vector again may move its last bits.
+            // Records whose vector is their sealed point's keep it. Compared
+            // before quantizing drops the f32 vectors, both as stored and as
+            // the index prepares it (the writer seals its index's vectors, and
+            // preparing a unit vector again may move its last bits).
             for (point, id) in segment.ids().iter().enumerate() {
                 let sealed = segment.vector(point as u32);
                 let record = RecordId::new(id.as_str(), &Limits::default())
                     .ok()
                     .and_then(|rid| shard.replica.get(&rid));
-                if let (Some(sealed), Some(record)) = (sealed, record)
-                    && record.vector.as_deref() == Some(sealed)
+                if let (Some(sealed), Some(vector)) =
+                    (sealed, record.and_then(|r| r.vector.as_deref()))
+                    && (vector == sealed || schema.metric.prepare(vector) == sealed)
                 {
                     in_segment.insert(id.clone());
                 }

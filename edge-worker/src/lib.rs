@@ -120,8 +120,22 @@ fn healthz(_req: Request, _ctx: RouteContext<()>) -> Result<Response> {
 
 /// What the replicas cost, for operators and the memory benchmark.
 fn memory(_req: Request, _ctx: RouteContext<()>) -> Result<Response> {
+    use worker::wasm_bindgen::JsCast;
     let (bytes, shards) = holder::with(|h| (h.memory_bytes(), h.shard_count_loaded()));
-    Response::from_json(&json!({ "replica_bytes": bytes, "shards_loaded": shards }))
+    // The isolate's whole wasm heap, which is what the 128 MB limit sees.
+    let wasm = worker::wasm_bindgen::memory()
+        .dyn_into::<worker::js_sys::WebAssembly::Memory>()
+        .map(|m| {
+            m.buffer()
+                .unchecked_into::<worker::js_sys::ArrayBuffer>()
+                .byte_length()
+        })
+        .unwrap_or(0);
+    Response::from_json(&json!({
+        "replica_bytes": bytes,
+        "shards_loaded": shards,
+        "wasm_memory_bytes": wasm,
+    }))
 }
 
 fn not_found(req: Request, _ctx: RouteContext<()>) -> Result<Response> {

@@ -55,9 +55,16 @@ pub async fn log(req: Request, ctx: RouteContext<()>) -> Result<Response, EdgeEr
     let cache = Cache::default();
     let cache_key = url.to_string();
     if let Some(mut hit) = cache.get(cache_key.as_str(), false).await? {
-        set_tidemark(&mut hit, &held_tidemark(&caller, shard))?;
-        hit.headers_mut().set("x-tidemark-cache", "hit")?;
-        return Ok(hit);
+        // A cached response's headers are immutable: answer with a copy.
+        let cache_control = hit.headers().get("cache-control")?.unwrap_or_default();
+        let mut response = Response::from_bytes(hit.bytes().await?)?;
+        response.headers_mut().set("content-type", BINARY)?;
+        response
+            .headers_mut()
+            .set("cache-control", &cache_control)?;
+        response.headers_mut().set("x-tidemark-cache", "hit")?;
+        set_tidemark(&mut response, &held_tidemark(&caller, shard))?;
+        return Ok(response);
     }
     let upstream = Upstream {
         base: &caller.config.writer_url,
@@ -83,16 +90,19 @@ pub async fn log(req: Request, ctx: RouteContext<()>) -> Result<Response, EdgeEr
         }
     }
     let cache_control = answer.cache_control.unwrap_or_else(|| "no-store".into());
-    let mut response = Response::from_bytes(answer.body)?;
+    let body = answer.body;
+    let mut response = Response::from_bytes(body.clone())?;
     response.headers_mut().set("content-type", BINARY)?;
     response
         .headers_mut()
         .set("cache-control", &cache_control)?;
+    response.headers_mut().set("x-tidemark-cache", "miss")?;
     if cache_control.contains("immutable") {
+        let mut copy = Response::from_bytes(body.clone())?;
+        copy.headers_mut().set("content-type", BINARY)?;
+        copy.headers_mut().set("cache-control", &cache_control)?;
         // Caching is an optimisation: a failed put is not the caller's problem.
-        if let Ok(copy) = response.cloned()
-            && let Err(err) = cache.put(cache_key.as_str(), copy).await
-        {
+        if let Err(err) = cache.put(cache_key.as_str(), copy).await {
             worker::console_warn!("tidemark-edge: caching a log range failed: {err}");
         }
     }

@@ -16,7 +16,10 @@
 //! - `demo.rs`: `cargo xtask demo`.
 //! - `bench_search.rs`: `cargo xtask bench search`, Tidemark's wasm search
 //!   against the npm peers.
+//! - `bench_edge.rs`: `cargo xtask bench edge`, the edge worker in workerd
+//!   next to the real writer.
 
+mod bench_edge;
 mod bench_search;
 mod demo;
 mod pipeline;
@@ -41,6 +44,10 @@ commands:
               seal the dataset natively, then measure Tidemark's wasm search and
               the npm peers in one node process (default data:
               ../shared/data/debian-minilm-20k)
+  bench edge [--json FILE]
+              the edge in workerd next to the real writer: write → visible with
+              push (p50, p99), cold start to first search on 10k records, memory
+              for the 20k set; prints the wasm's gzipped size
   simd-scan F count the SIMD128 instructions in the wasm module F
 
 environment:
@@ -91,6 +98,11 @@ fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
             let toolchain = Toolchain::discover()?;
             provision::all(&toolchain)?;
             bench_search::run_bench(&toolchain, rest)
+        }
+        ["bench", "edge", rest @ ..] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            bench_edge::run_bench(&toolchain, rest)
         }
         ["simd-scan", file] => {
             let counts = simd_scan::scan_file(std::path::Path::new(file))?;
