@@ -34,7 +34,7 @@ async function load(writer, token, collection, vectors) {
   for (let i = 0; i < vectors.length; i += 100) {
     const ops = vectors.slice(i, i + 100).map((vector, j) => ({ op: "put", id: `d${i + j}`, fields: { row: i + j }, vector }));
     const res = await call(writer.url, "POST", `${path}/records`, { token, body: { ops } });
-    if (res.status !== 200) throw new Error(`load ${collection}: ${JSON.stringify(res.body)}`);
+    if (res.status !== 200) throw new Error(`load ${collection}: ${res.status} ${JSON.stringify(res.body)}`);
   }
   return path;
 }
@@ -50,57 +50,81 @@ const bindings = {
   MEMORY_BUDGET_MB: "120",
 };
 const results = {};
+const failures = {};
+/** Runs one measurement; a failure is reported and the others still run. */
+async function measure(name, body) {
+  try {
+    await body();
+  } catch (err) {
+    failures[name] = String(err.message ?? err).slice(0, 300);
+    console.error(`bench edge: ${name} failed: ${failures[name]}`);
+  }
+}
+let edge;
 try {
   const base = rows(`${DATA}/base.f32`, 20000);
   const queries = rows(`${DATA}/queries.f32`, 1);
   console.log(`inputs: ${DATA}, dim ${DIM}, ${WRITES} writes, 10k and 20k records, 1 shard, cosine, f32`);
 
-  // Write → visible with push.
-  const small = await load(writer, token, "visible", base.slice(0, 100));
-  let edge = await startEdge({ bindings, port });
-  await call(edge.url, "GET", `${small}/records/d0`, { token });
-  const latencies = [];
-  for (let i = 0; i < WRITES; i++) {
-    const t0 = performance.now();
-    const w = await call(writer.url, "POST", `${small}/records`, {
-      token,
-      body: { ops: [{ op: "patch", id: "d1", fields: { round: i } }] },
-    });
-    if (w.status !== 200) throw new Error(`write: ${JSON.stringify(w.body)}`);
-    for (;;) {
-      const r = await call(edge.url, "GET", `${small}/records/d1`, { token });
-      if (r.body.fields?.round === i) break;
+  await measure("visible", async () => {
+    const small = await load(writer, token, "visible", base.slice(0, 100));
+    edge = await startEdge({ bindings, port });
+    await call(edge.url, "GET", `${small}/records/d0`, { token });
+    const latencies = [];
+    for (let i = 0; i < WRITES; i++) {
+      const t0 = performance.now();
+      const w = await call(writer.url, "POST", `${small}/records`, {
+        token,
+        body: { ops: [{ op: "patch", id: "d1", fields: { round: i } }] },
+      });
+      if (w.status !== 200) throw new Error(`write: ${w.status}`);
+      for (;;) {
+        const r = await call(edge.url, "GET", `${small}/records/d1`, { token });
+        if (r.body.fields?.round === i) break;
+      }
+      latencies.push(performance.now() - t0);
     }
-    latencies.push(performance.now() - t0);
-  }
-  latencies.sort((a, b) => a - b);
-  results.visible_p50_ms = +pct(latencies, 50).toFixed(2);
-  results.visible_p99_ms = +pct(latencies, 99).toFixed(2);
-  await edge.dispose();
+    latencies.sort((a, b) => a - b);
+    results.visible_p50_ms = +pct(latencies, 50).toFixed(2);
+    results.visible_p99_ms = +pct(latencies, 99).toFixed(2);
+    console.log(`visible: p50 ${results.visible_p50_ms} ms, p99 ${results.visible_p99_ms} ms`);
+    await edge.dispose();
+    edge = null;
+  });
 
-  // Cold start to first search on a 10k shard.
-  const tenK = await load(writer, token, "tenk", base.slice(0, 10000));
-  // The writer's snapshot is built on first request; build it before timing.
-  await call(writer.url, "GET", `${tenK}/shards/0/snapshot`, { token });
-  const t0 = performance.now();
-  edge = await startEdge({ bindings, port });
-  const first = await call(edge.url, "POST", `${tenK}/search`, { token, body: { vector: queries[0], k: 10 } });
-  results.cold_first_search_ms = +(performance.now() - t0).toFixed(1);
-  if (first.status !== 200) throw new Error(`cold search: ${JSON.stringify(first.body)}`);
-  await edge.dispose();
+  await measure("cold_first_search", async () => {
+    const tenK = await load(writer, token, "tenk", base.slice(0, 10000));
+    // The writer builds (and seals) a snapshot on first request: not timed.
+    const snap = await call(writer.url, "GET", `${tenK}/shards/0/snapshot`, { token });
+    if (snap.status !== 200) throw new Error(`snapshot: ${snap.status}`);
+    const t0 = performance.now();
+    edge = await startEdge({ bindings, port });
+    const first = await call(edge.url, "POST", `${tenK}/search`, { token, body: { vector: queries[0], k: 10 } });
+    results.cold_first_search_ms = +(performance.now() - t0).toFixed(1);
+    if (first.status !== 200) throw new Error(`cold search: ${JSON.stringify(first.body)}`);
+    console.log(`cold first search (10k): ${results.cold_first_search_ms} ms`);
+    await edge.dispose();
+    edge = null;
+  });
 
-  // Memory for the 20k set.
-  const twentyK = await load(writer, token, "twentyk", base);
-  await call(writer.url, "GET", `${twentyK}/shards/0/snapshot`, { token });
-  edge = await startEdge({ bindings, port });
-  const s = await call(edge.url, "POST", `${twentyK}/search`, { token, body: { vector: queries[0], k: 10 } });
-  if (s.status !== 200) throw new Error(`20k search: ${JSON.stringify(s.body)}`);
-  const mem = await call(edge.url, "GET", "/v1/edge/memory");
-  results.memory_mb_20k = +(mem.body.wasm_memory_bytes / (1 << 20)).toFixed(1);
-  results.replica_estimate_mb_20k = +(mem.body.replica_bytes / (1 << 20)).toFixed(1);
-  await edge.dispose();
+  await measure("memory_20k", async () => {
+    const twentyK = await load(writer, token, "twentyk", base);
+    const snap = await call(writer.url, "GET", `${twentyK}/shards/0/snapshot`, { token });
+    if (snap.status !== 200) throw new Error(`snapshot: ${snap.status}`);
+    edge = await startEdge({ bindings, port });
+    const s = await call(edge.url, "POST", `${twentyK}/search`, { token, body: { vector: queries[0], k: 10 } });
+    if (s.status !== 200) throw new Error(`20k search: ${JSON.stringify(s.body)}`);
+    const mem = await call(edge.url, "GET", "/v1/edge/memory");
+    results.memory_mb_20k = +(mem.body.wasm_memory_bytes / (1 << 20)).toFixed(1);
+    results.replica_estimate_mb_20k = +(mem.body.replica_bytes / (1 << 20)).toFixed(1);
+    console.log(`memory (20k): wasm ${results.memory_mb_20k} MB, replica estimate ${results.replica_estimate_mb_20k} MB`);
+    await edge.dispose();
+    edge = null;
+  });
 } finally {
+  await edge?.dispose();
   await writer.stop();
 }
+if (Object.keys(failures).length) results.failures = failures;
 console.log(JSON.stringify(results, null, 2));
 if (jsonOut) writeFileSync(jsonOut, JSON.stringify(results, null, 2) + "\n");

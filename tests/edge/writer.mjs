@@ -14,7 +14,10 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export function writerBinary() {
   const target = process.env.CARGO_TARGET_DIR ?? join(repo, "target");
-  const bin = join(target, "debug", "tidemark-writer");
+  // The bench runs a release writer (it seals 10k-record shards natively
+  // inside a request); the suites use the debug build `cargo xtask test` made.
+  const profile = process.env.TIDEMARK_WRITER_PROFILE ?? "debug";
+  const bin = join(target, profile, "tidemark-writer");
   if (!existsSync(bin)) {
     throw new Error(`${bin} is missing: run \`cargo build -p tidemark-regional-writer\` (cargo xtask test does)`);
   }
