@@ -28,7 +28,7 @@ use tidemark_core::record::RecordState;
 use tidemark_core::shard::{ShardCount, ShardId};
 use tidemark_core::snapshot::Snapshot;
 use tidemark_core::vector::{
-    BuildOptions, Hit, HnswSegment, Metric, Query, QueryError, ShardIndex,
+    BuildOptions, Hit, HnswSegment, Metric, Query, QueryError, ShardIndex, merge_top_k,
 };
 use tidemark_core::wire::{self, DecodeError, Invalidation, LogRange, Message};
 use tidemark_core::writer::{WriteBatch, WriteError, WriterShard};
@@ -373,29 +373,27 @@ impl Engine {
     ) -> Result<(Vec<(Hit, Value)>, Tidemark), EngineError> {
         let collection = self.collection(key)?;
         let mut lists = Vec::with_capacity(collection.shards.len());
+        let mut fields: HashMap<String, Value> = HashMap::new();
         for shard in &collection.shards {
             let shard = shard.lock().await;
             let hits = shard.index.search(query)?;
-            let with_fields: Vec<(Hit, Value)> = hits
-                .into_iter()
-                .map(|hit| {
-                    let fields = RecordId::new(hit.id.clone(), &self.limits)
-                        .ok()
-                        .and_then(|id| shard.writer.record(&id))
-                        .map_or(Value::Null, |(state, _)| Value::Object(state.fields));
-                    (hit, fields)
-                })
-                .collect();
-            lists.push(with_fields);
+            for hit in &hits {
+                let record = RecordId::new(hit.id.clone(), &self.limits)
+                    .ok()
+                    .and_then(|id| shard.writer.record(&id));
+                let value = record.map_or(Value::Null, |(state, _)| Value::Object(state.fields));
+                fields.insert(hit.id.clone(), value);
+            }
+            lists.push(hits);
         }
-        let mut all: Vec<(Hit, Value)> = lists.into_iter().flatten().collect();
-        all.sort_by(|(a, _), (b, _)| {
-            a.distance
-                .total_cmp(&b.distance)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        all.truncate(query.k);
-        Ok((all, collection.tidemark()))
+        let hits = merge_top_k(query.k, lists)
+            .into_iter()
+            .map(|hit| {
+                let value = fields.remove(&hit.id).unwrap_or(Value::Null);
+                (hit, value)
+            })
+            .collect();
+        Ok((hits, collection.tidemark()))
     }
 
     pub fn head(&self, key: &CollectionKey, shard: u32) -> Result<u64, EngineError> {

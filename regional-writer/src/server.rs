@@ -2,8 +2,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::BoxError;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -17,6 +20,7 @@ use tidemark_core::auth::Scope;
 use tidemark_core::limits::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
+use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::api;
@@ -35,6 +39,14 @@ const MAX_BODY_BYTES: usize = 64 << 20;
 /// A request that takes longer is answered 408 (slow clients, stuck disks).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Requests served at once; beyond it the writer sheds load with a 429
+/// rather than queueing without bound (a queue would only add latency to
+/// requests whose clients have likely given up).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Open WebSocket subscriptions at once.
+const MAX_SUBSCRIBERS: usize = 10_000;
+
 /// A subscriber that neither reads nor pings for this long is dropped.
 const SUBSCRIBER_IDLE: Duration = Duration::from_secs(120);
 
@@ -47,6 +59,8 @@ pub struct AppState {
     pub token_key: VerifyingKey,
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
+    /// Open WebSocket subscriptions.
+    pub subscribers: Arc<AtomicUsize>,
 }
 
 impl AppState {
@@ -64,6 +78,7 @@ impl AppState {
             token_key,
             engine: Arc::new(engine),
             metrics: Arc::new(Metrics::default()),
+            subscribers: Arc::new(AtomicUsize::new(0)),
         })
     }
 }
@@ -101,6 +116,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ns/{ns}/subscribe", get(subscribe))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: BoxError| async { too_busy() }))
+                .load_shed()
+                .concurrency_limit(MAX_IN_FLIGHT),
+        )
         .layer(cors())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -130,6 +151,14 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("x-tidemark-offset"),
         ])
         .max_age(Duration::from_secs(3600))
+}
+
+fn too_busy() -> AppError {
+    AppError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_connections",
+        "the writer is at capacity; retry shortly",
+    )
 }
 
 /// Unknown routes get the same JSON error shape as every other 4xx.
@@ -166,13 +195,39 @@ async fn subscribe(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, AppError> {
     caller.0.require(&ns, Scope::Read)?;
+    let Some(slot) = SubscriberSlot::take(&state.subscribers) else {
+        return Err(too_busy());
+    };
     let upgrade = upgrade.map_err(|_| {
         AppError::bad_request("invalid_request", "subscribe with a WebSocket upgrade")
     })?;
     let engine = Arc::clone(&state.engine);
     Ok(upgrade
         .max_message_size(4096)
-        .on_upgrade(move |socket| forward_invalidations(socket, engine, ns)))
+        .on_upgrade(move |socket| async move {
+            forward_invalidations(socket, engine, ns).await;
+            drop(slot);
+        }))
+}
+
+/// One of the [`MAX_SUBSCRIBERS`] places, given back when dropped.
+struct SubscriberSlot(Arc<AtomicUsize>);
+
+impl SubscriberSlot {
+    fn take(count: &Arc<AtomicUsize>) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_SUBSCRIBERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(Arc::clone(count)))
+    }
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 async fn forward_invalidations(mut socket: WebSocket, engine: Arc<Engine>, namespace: String) {
@@ -220,4 +275,21 @@ pub async fn run(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriber_slots_are_bounded_and_given_back() {
+        let count = Arc::new(AtomicUsize::new(MAX_SUBSCRIBERS - 1));
+        let last = SubscriberSlot::take(&count).expect("one place is left");
+        assert!(SubscriberSlot::take(&count).is_none(), "the limit holds");
+        drop(last);
+        assert!(
+            SubscriberSlot::take(&count).is_some(),
+            "a closed subscription frees its place"
+        );
+    }
 }
