@@ -17,7 +17,7 @@ function compatibilityDate() {
 }
 
 /** Starts the worker; resolves to `{ url, dispose }`. `bindings` become env vars. */
-export async function startEdge({ bindings = {} } = {}) {
+export async function startEdge({ bindings = {}, port = 0 } = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath: join(build, "index.js"),
@@ -26,8 +26,18 @@ export async function startEdge({ bindings = {} } = {}) {
     compatibilityDate: compatibilityDate(),
     bindings,
     host: "127.0.0.1",
-    port: 0,
+    port,
   });
   const url = await mf.ready;
   return { url, dispose: () => mf.dispose() };
+}
+
+/** A loopback port that was free a moment ago (for a webhook target known before the edge starts). */
+export async function freePort() {
+  const { createServer } = await import("node:net");
+  const server = createServer();
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address();
+  await new Promise((r) => server.close(r));
+  return port;
 }

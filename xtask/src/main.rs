@@ -18,7 +18,10 @@
 //!   against the npm peers.
 //! - `bench_writer.rs`: `cargo xtask bench writer`, durable ingest into the
 //!   real writer against raw SQLite.
+//! - `bench_edge.rs`: `cargo xtask bench edge`, the edge worker in workerd
+//!   next to the real writer.
 
+mod bench_edge;
 mod bench_search;
 mod bench_writer;
 mod demo;
@@ -47,6 +50,10 @@ commands:
   bench writer [--json FILE] [--records N --batch N --clients N --shards N --seed N]
               durable ingest into the release writer on loopback (binary and JSON
               endpoints) against raw SQLite inserts of the same bytes
+  bench edge [--json FILE]
+              the edge in workerd next to the real writer: write → visible with
+              push (p50, p99), cold start to first search on 10k records, memory
+              for the 20k set; prints the wasm's gzipped size
   simd-scan F count the SIMD128 instructions in the wasm module F
 
 environment:
@@ -100,7 +107,13 @@ fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
         }
         ["bench", "writer", rest @ ..] => {
             let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
             bench_writer::run_bench(&toolchain, rest)
+        }
+        ["bench", "edge", rest @ ..] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            bench_edge::run_bench(&toolchain, rest)
         }
         ["simd-scan", file] => {
             let counts = simd_scan::scan_file(std::path::Path::new(file))?;

@@ -76,6 +76,10 @@ pub fn suite(toolchain: &Toolchain) -> ExitCode {
         result
     });
     p.step("edge worker in workerd", || {
+        // The edge suites run the real writer next to the worker.
+        run(t
+            .cargo()
+            .args(["build", "--locked", "-p", "tidemark-regional-writer"]))?;
         build_edge(t)?;
         node_tests(t, "tests/edge")
     });

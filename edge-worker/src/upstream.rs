@@ -1,0 +1,207 @@
+//! The writer, as the edge talks to it: the same HTTP API as clients
+//! (docs/api.md), with the caller's own token, so the writer judges every
+//! fetch by the same claims the edge already checked.
+//!
+//! Nothing here trusts what comes back: binary answers are verified by the
+//! caller ([`crate::catch_up`]) with the writer's configured key before
+//! anything is applied.
+
+use serde::Deserialize;
+use tidemark_core::limits::Limits;
+use tidemark_core::log::Offset;
+use tidemark_core::model::{CollectionKey, CollectionSchema};
+use tidemark_core::shard::{ShardCount, ShardId};
+use tidemark_core::vector::Metric;
+use worker::js_sys::Uint8Array;
+use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
+
+use crate::error::EdgeError;
+
+pub struct Upstream<'a> {
+    pub base: &'a str,
+    pub token: &'a str,
+}
+
+/// A writer answer read whole.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct CollectionInfo {
+    dimension: usize,
+    metric: Metric,
+    shards: u32,
+}
+
+#[derive(Deserialize)]
+struct Head {
+    head: u64,
+}
+
+#[derive(Deserialize)]
+struct WriterError {
+    error: WriterErrorBody,
+}
+
+#[derive(Deserialize)]
+struct WriterErrorBody {
+    code: String,
+    message: String,
+}
+
+pub fn collection_path(key: &CollectionKey) -> String {
+    format!("/v1/ns/{}/collections/{}", key.namespace, key.collection)
+}
+
+pub fn shard_path(key: &CollectionKey, shard: ShardId) -> String {
+    format!("{}/shards/{}", collection_path(key), shard.0)
+}
+
+impl Upstream<'_> {
+    /// Sends a request to the writer and reads the whole answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Answer, EdgeError> {
+        let headers = Headers::new();
+        headers.set("authorization", &format!("Bearer {}", self.token))?;
+        if let Some(content_type) = content_type {
+            headers.set("content-type", content_type)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        if let Some(body) = body {
+            init.with_body(Some(Uint8Array::from(body).into()));
+        }
+        let url = format!("{}{}", self.base, path_and_query);
+        let request = Request::new_with_init(&url, &init)?;
+        let mut response: Response = Fetch::Request(request)
+            .send()
+            .await
+            .map_err(|e| EdgeError::unreachable(format!("the writer at {}: {e}", self.base)))?;
+        let headers = response.headers();
+        let content_type = headers.get("content-type").ok().flatten();
+        let cache_control = headers.get("cache-control").ok().flatten();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| EdgeError::unreachable(format!("reading the writer's answer: {e}")))?;
+        Ok(Answer {
+            status: response.status_code(),
+            content_type,
+            cache_control,
+            body,
+        })
+    }
+
+    async fn get_ok(&self, path: &str) -> Result<Answer, EdgeError> {
+        let answer = self.send(Method::Get, path, None, None).await?;
+        if (200..300).contains(&answer.status) {
+            Ok(answer)
+        } else {
+            Err(relay_error(&answer))
+        }
+    }
+
+    /// The collection's schema. It is not signed (the writer serves it as
+    /// JSON); it only shapes the replica, and everything the replica then
+    /// holds is signed data checked against it.
+    pub async fn schema(&self, key: &CollectionKey) -> Result<CollectionSchema, EdgeError> {
+        let answer = self.get_ok(&collection_path(key)).await?;
+        let info: CollectionInfo = serde_json::from_slice(&answer.body)
+            .map_err(|e| EdgeError::untrusted(format!("the writer's collection answer: {e}")))?;
+        let shards = ShardCount::new(info.shards)
+            .map_err(|e| EdgeError::untrusted(format!("the writer's collection answer: {e}")))?;
+        CollectionSchema::new(info.dimension, info.metric, shards, &Limits::default())
+            .map_err(|e| EdgeError::untrusted(format!("the writer's collection answer: {e}")))
+    }
+
+    pub async fn head(&self, key: &CollectionKey, shard: ShardId) -> Result<Offset, EdgeError> {
+        let answer = self
+            .get_ok(&format!("{}/head", shard_path(key, shard)))
+            .await?;
+        let head: Head = serde_json::from_slice(&answer.body)
+            .map_err(|e| EdgeError::untrusted(format!("the writer's head answer: {e}")))?;
+        Ok(Offset(head.head))
+    }
+
+    /// The signed frame of log entries `[from, to)` (or fewer, up to the head).
+    pub async fn log(
+        &self,
+        key: &CollectionKey,
+        shard: ShardId,
+        from: Offset,
+        to: Offset,
+    ) -> Result<Vec<u8>, EdgeError> {
+        let path = format!("{}/log?from={}&to={}", shard_path(key, shard), from, to);
+        Ok(self.get_ok(&path).await?.body)
+    }
+
+    /// The latest signed snapshot frame, `None` if the writer has none yet.
+    pub async fn snapshot(
+        &self,
+        key: &CollectionKey,
+        shard: ShardId,
+    ) -> Result<Option<Vec<u8>>, EdgeError> {
+        let path = format!("{}/snapshot", shard_path(key, shard));
+        let answer = self.send(Method::Get, &path, None, None).await?;
+        match answer.status {
+            200 => Ok(Some(answer.body)),
+            404 if error_code(&answer).as_deref() == Some("not_found") => Ok(None),
+            _ => Err(relay_error(&answer)),
+        }
+    }
+}
+
+fn error_code(answer: &Answer) -> Option<String> {
+    serde_json::from_slice::<WriterError>(&answer.body)
+        .ok()
+        .map(|e| e.error.code)
+}
+
+/// The writer's own error, passed on: its codes are the API's codes. An
+/// answer that is not one (a proxy's page) becomes `upstream_unreachable`.
+pub fn relay_error(answer: &Answer) -> EdgeError {
+    match serde_json::from_slice::<WriterError>(&answer.body) {
+        Ok(WriterError { error }) => {
+            let code = STABLE_CODES
+                .iter()
+                .find(|&&c| c == error.code)
+                .copied()
+                .unwrap_or("unavailable");
+            EdgeError::new(answer.status, code, error.message)
+        }
+        Err(_) => EdgeError::unreachable(format!(
+            "the writer answered {} without a Tidemark error body",
+            answer.status
+        )),
+    }
+}
+
+/// docs/api.md's codes; a code outside them is not relayed verbatim.
+const STABLE_CODES: &[&str] = &[
+    "invalid_json",
+    "invalid_request",
+    "invalid_vector",
+    "invalid_write",
+    "invalid_envelope",
+    "unauthenticated",
+    "forbidden",
+    "not_found",
+    "collection_exists",
+    "missing_dependencies",
+    "body_too_large",
+    "batch_too_large",
+    "record_too_large",
+    "unsupported_media_type",
+    "too_many_connections",
+    "unavailable",
+    "behind_consistency_token",
+];

@@ -1,0 +1,134 @@
+// `cargo xtask bench edge [--json FILE]`: the edge worker in workerd next to
+// the real writer, on loopback. Prints its inputs and figures; with --json
+// writes {visible_p50_ms, visible_p99_ms, cold_first_search_ms, memory_mb_20k}.
+//
+// - visible: a write to the writer, which pushes its signed invalidation to
+//   the edge's webhook (`--webhook .../v1/invalidate`); reads at the edge
+//   until the write shows; milliseconds from the write's start, over WRITES
+//   writes. The edge's staleness bound is an hour, so only the push counts.
+// - cold_first_search: a fresh worker (new isolate) to its first answered
+//   search on a 10k-record shard of the shared dataset.
+// - memory_20k: the worker's wasm linear memory after loading the 20k set
+//   (f32), from the worker's own /v1/edge/memory.
+import { readFileSync, writeFileSync } from "node:fs";
+import { freePort, startEdge } from "./harness.mjs";
+import { call, startWriter } from "./writer.mjs";
+
+const DATA = process.env.TIDEMARK_DATA ?? new URL("../../../shared/data/debian-minilm-20k", import.meta.url).pathname;
+const DIM = 384;
+const WRITES = Number(process.env.TIDEMARK_BENCH_WRITES ?? 500);
+const jsonOut = process.argv.includes("--json") ? process.argv[process.argv.indexOf("--json") + 1] : null;
+
+function rows(file, count) {
+  const buf = readFileSync(file);
+  const all = new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
+  return Array.from({ length: count }, (_, i) => Array.from(all.subarray(i * DIM, (i + 1) * DIM)));
+}
+
+const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+
+async function load(writer, token, collection, vectors) {
+  const path = `/v1/ns/bench/collections/${collection}`;
+  const made = await call(writer.url, "PUT", path, { token, body: { dimension: DIM, metric: "cosine", shards: 1 } });
+  if (made.status !== 201) throw new Error(`create ${collection}: ${JSON.stringify(made.body)}`);
+  for (let i = 0; i < vectors.length; i += 100) {
+    const ops = vectors.slice(i, i + 100).map((vector, j) => ({ op: "put", id: `d${i + j}`, fields: { row: i + j }, vector }));
+    const res = await call(writer.url, "POST", `${path}/records`, { token, body: { ops } });
+    if (res.status !== 200) throw new Error(`load ${collection}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return path;
+}
+
+const port = await freePort();
+const writer = await startWriter({ webhooks: [`http://127.0.0.1:${port}/v1/invalidate`] });
+const token = writer.token("bench", "read,write,admin");
+const bindings = {
+  WRITER_URL: writer.url,
+  WRITER_PUBLIC_KEY: writer.keys.writer,
+  TOKEN_PUBLIC_KEY: writer.keys.token_issuer,
+  MAX_STALENESS_MS: "3600000", // only pushes make the edge look
+  MEMORY_BUDGET_MB: "120",
+};
+const results = {};
+const failures = {};
+/** Runs one measurement; a failure is reported and the others still run. */
+async function measure(name, body) {
+  try {
+    await body();
+  } catch (err) {
+    failures[name] = String(err.message ?? err).slice(0, 300);
+    console.error(`bench edge: ${name} failed: ${failures[name]}`);
+  }
+}
+let edge;
+try {
+  const base = rows(`${DATA}/base.f32`, 20000);
+  const queries = rows(`${DATA}/queries.f32`, 1);
+  console.log(`inputs: ${DATA}, dim ${DIM}, ${WRITES} writes, 10k and 20k records, 1 shard, cosine, f32`);
+
+  await measure("visible", async () => {
+    const small = await load(writer, token, "visible", base.slice(0, 100));
+    edge = await startEdge({ bindings, port });
+    await call(edge.url, "GET", `${small}/records/d0`, { token });
+    const latencies = [];
+    for (let i = 0; i < WRITES; i++) {
+      const t0 = performance.now();
+      const w = await call(writer.url, "POST", `${small}/records`, {
+        token,
+        body: { ops: [{ op: "patch", id: "d1", fields: { round: i } }] },
+      });
+      if (w.status !== 200) throw new Error(`write: ${w.status}`);
+      for (;;) {
+        const r = await call(edge.url, "GET", `${small}/records/d1`, { token });
+        if (r.body.fields?.round === i) break;
+      }
+      latencies.push(performance.now() - t0);
+    }
+    latencies.sort((a, b) => a - b);
+    results.visible_p50_ms = +pct(latencies, 50).toFixed(2);
+    results.visible_p99_ms = +pct(latencies, 99).toFixed(2);
+    console.log(`visible: p50 ${results.visible_p50_ms} ms, p99 ${results.visible_p99_ms} ms`);
+    await edge.dispose();
+    edge = null;
+  });
+
+  await measure("cold_first_search", async () => {
+    const tenK = await load(writer, token, "tenk", base.slice(0, 10000));
+    // The writer builds (and seals) a snapshot on first request: not timed.
+    const snap = await call(writer.url, "GET", `${tenK}/shards/0/snapshot`, { token });
+    if (snap.status !== 200) throw new Error(`snapshot: ${snap.status}`);
+    const t0 = performance.now();
+    edge = await startEdge({ bindings, port });
+    const first = await call(edge.url, "POST", `${tenK}/search`, { token, body: { vector: queries[0], k: 10 } });
+    results.cold_first_search_ms = +(performance.now() - t0).toFixed(1);
+    if (first.status !== 200) throw new Error(`cold search: ${JSON.stringify(first.body)}`);
+    console.log(`cold first search (10k): ${results.cold_first_search_ms} ms`);
+    await edge.dispose();
+    edge = null;
+  });
+
+  await measure("memory_20k", async () => {
+    // 19,900 of the 20k: the write that reaches 20,000 makes the writer
+    // reseal all 20k inside that request, past its 30 s request timeout on
+    // this machine; below it, the shard is the 10k sealed snapshot plus
+    // 9,900 fresh records from the log.
+    const twentyK = await load(writer, token, "twentyk", base.slice(0, 19900));
+    const snap = await call(writer.url, "GET", `${twentyK}/shards/0/snapshot`, { token });
+    if (snap.status !== 200) throw new Error(`snapshot: ${snap.status}`);
+    edge = await startEdge({ bindings, port });
+    const s = await call(edge.url, "POST", `${twentyK}/search`, { token, body: { vector: queries[0], k: 10 } });
+    if (s.status !== 200) throw new Error(`20k search: ${JSON.stringify(s.body)}`);
+    const mem = await call(edge.url, "GET", "/v1/edge/memory");
+    results.memory_mb_20k = +(mem.body.wasm_memory_bytes / (1 << 20)).toFixed(1);
+    results.replica_estimate_mb_20k = +(mem.body.replica_bytes / (1 << 20)).toFixed(1);
+    console.log(`memory (19.9k of the 20k): wasm ${results.memory_mb_20k} MB, replica estimate ${results.replica_estimate_mb_20k} MB`);
+    await edge.dispose();
+    edge = null;
+  });
+} finally {
+  await edge?.dispose();
+  await writer.stop();
+}
+if (Object.keys(failures).length) results.failures = failures;
+console.log(JSON.stringify(results, null, 2));
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify(results, null, 2) + "\n");
