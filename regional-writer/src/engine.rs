@@ -263,69 +263,108 @@ impl Engine {
                     })?;
             }
         }
+        // Lock every shard the batch touches, in shard order (so two batches
+        // never wait on each other crosswise), apply each part, and make all
+        // parts durable in one transaction: one fsync per batch, not one per
+        // shard.
+        let parts = batch.split_by_shard(collection.schema.shard_count);
+        let mut guards = Vec::with_capacity(parts.len());
+        for (shard_id, _) in &parts {
+            guards.push(collection.shards[shard_id.0 as usize].lock().await);
+        }
         let mut token = ConsistencyToken::default();
-        for (shard_id, part) in batch.split_by_shard(collection.schema.shard_count) {
-            let i = shard_id.0 as usize;
-            let mut shard = collection.shards[i].lock().await;
-            let shard = &mut *shard;
-            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                shard.writer.apply(&part, &shard.actor, time_ms)
+        let mut set = WriteSet::default();
+        let mut applied = Vec::with_capacity(parts.len());
+        let mut failure = None;
+        for ((shard_id, part), shard) in parts.iter().zip(guards.iter_mut()) {
+            let shard = &mut **shard;
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                shard.writer.apply(part, &shard.actor, time_ms)
             }));
-            let outcome = match applied {
-                Ok(result) => result?,
+            let outcome = match outcome {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(err)) => {
+                    failure = Some(EngineError::from(err));
+                    break;
+                }
                 Err(_) => {
                     // A panic inside Automerge on crafted change bytes: the
                     // staged copies are dropped, but rebuild the shard from
                     // the log to be certain nothing half-applied survives.
-                    tracing::error!(shard = i, "applying a batch panicked; rebuilding the shard");
-                    self.rebuild_shard(&collection, shard, shard_id)?;
-                    return Err(EngineError::Rejected(
+                    tracing::error!(
+                        shard = shard_id.0,
+                        "applying a batch panicked; rebuilding the shard"
+                    );
+                    self.rebuild_shard(&collection, shard, *shard_id)?;
+                    failure = Some(EngineError::Rejected(
                         "a change could not be applied".into(),
                     ));
+                    break;
                 }
             };
-            if outcome.entries.is_empty() {
-                token.merge(&outcome.token);
+            let key = shard_key(&collection.key, *shard_id);
+            set.log.extend(outcome.entries.iter().map(|entry| LogRow {
+                shard: key.clone(),
+                offset: entry.offset.0,
+                entry: entry.to_bytes(),
+            }));
+            token.merge(&outcome.token);
+            applied.push((*shard_id, outcome.entries));
+        }
+        // Parts applied before a failing one are committed all the same (the
+        // documented per-shard atomicity): their shards already count them.
+        if !set.log.is_empty()
+            && let Err(err) = self.committer.commit(set).await
+        {
+            // The in-memory shards counted entries the log does not hold.
+            for ((shard_id, _), shard) in parts.iter().zip(guards.iter_mut()) {
+                self.rebuild_shard(&collection, shard, *shard_id)?;
+            }
+            return Err(err.into());
+        }
+        for ((shard_id, entries), shard) in applied.iter().zip(guards.iter_mut()) {
+            if entries.is_empty() {
                 continue;
             }
-            let key = shard_key(&collection.key, shard_id);
-            let log = outcome
-                .entries
-                .iter()
-                .map(|entry| LogRow {
-                    shard: key.clone(),
-                    offset: entry.offset.0,
-                    entry: entry.to_bytes(),
-                })
-                .collect();
-            if let Err(err) = self
-                .committer
-                .commit(WriteSet {
-                    log,
-                    ..WriteSet::default()
-                })
-                .await
-            {
-                // The in-memory shard counted entries the log does not hold.
-                self.rebuild_shard(&collection, shard, shard_id)?;
-                return Err(err.into());
-            }
-            for entry in &outcome.entries {
+            for entry in entries {
                 index_entry(&mut shard.index, entry);
             }
             let head = shard.writer.head().0;
-            collection.heads[i].store(head, Ordering::Release);
+            collection.heads[shard_id.0 as usize].store(head, Ordering::Release);
             let _ = self.invalidations.send(Invalidation {
                 collection: collection.key.clone(),
-                shard: shard_id,
+                shard: *shard_id,
                 head: Offset(head),
             });
-            if head - shard.snapshot_at.unwrap_or(0) >= SNAPSHOT_EVERY {
-                self.persist_snapshot(&collection.key, shard).await?;
-            }
-            token.merge(&outcome.token);
         }
-        Ok(token)
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(token),
+        }
+    }
+
+    /// Persists a snapshot of every shard that has moved [`SNAPSHOT_EVERY`]
+    /// entries past its last one. Run by [`spawn_maintenance`], off the
+    /// request path: a snapshot may reseal the shard's index, which takes
+    /// seconds for large shards.
+    async fn snapshot_due_shards(&self) -> Result<(), EngineError> {
+        let collections: Vec<Arc<Collection>> = self
+            .collections
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for collection in collections {
+            for (i, shard) in collection.shards.iter().enumerate() {
+                let head = collection.heads[i].load(Ordering::Acquire);
+                let mut shard = shard.lock().await;
+                if head - shard.snapshot_at.unwrap_or(0) >= SNAPSHOT_EVERY {
+                    self.persist_snapshot(&collection.key, &mut shard).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn rebuild_shard(
@@ -534,6 +573,23 @@ impl Engine {
             pool.push(reader);
         }
     }
+}
+
+/// Runs the engine's background work (snapshots) until the engine is dropped.
+pub fn spawn_maintenance(engine: &Arc<Engine>) {
+    let engine = Arc::downgrade(engine);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            if let Err(err) = engine.snapshot_due_shards().await {
+                tracing::error!(%err, "background snapshot failed");
+            }
+        }
+    });
 }
 
 fn display(key: &CollectionKey) -> String {

@@ -41,6 +41,7 @@ async fn serve(config: tidemark_regional_writer::config::Config) -> anyhow::Resu
     let webhooks = config.webhooks.clone();
     let state = AppState::open(config)?;
     tidemark_regional_writer::webhooks::start(&state.engine, state.keys.writer.clone(), &webhooks);
+    tidemark_regional_writer::engine::spawn_maintenance(&state.engine);
     // Tests and `cargo xtask demo` read this line to learn the port.
     println!("listening on http://{}", listener.local_addr()?);
     server::run(listener, state, shutdown_signal()).await?;
