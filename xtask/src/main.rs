@@ -12,6 +12,7 @@
 //! - `provision.rs`: idempotent installs, each announced before it runs.
 //! - `pipeline.rs`: ordered steps, stop at the first failure, a summary.
 //! - `test.rs`: the steps of `cargo xtask test`.
+//! - `test_writer.rs`: a real writer on 127.0.0.1 for suites that need one.
 //! - `simd_scan.rs`: proof that a wasm module really contains SIMD128 code.
 //! - `demo.rs`: `cargo xtask demo`.
 
@@ -20,6 +21,7 @@ mod pipeline;
 mod provision;
 mod simd_scan;
 mod test;
+mod test_writer;
 mod toolchain;
 
 use std::process::ExitCode;
