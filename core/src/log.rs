@@ -59,6 +59,29 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
+    /// The entry alone, for a host's storage (the writer keeps one row per
+    /// entry and assembles [`crate::wire::LogRange`] messages from them).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing owned values into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes [`Self::to_bytes`], bounded by `limits` like a wire message.
+    pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, crate::wire::DecodeError> {
+        use crate::wire::DecodeError;
+        check(bytes.len(), limits.max_frame_bytes, |actual, limit| {
+            LimitError::FrameTooLarge { actual, limit }
+        })?;
+        let (entry, rest): (Self, _) =
+            postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes { count: rest.len() });
+        }
+        entry.id.validate(limits)?;
+        entry.check_limits(limits)?;
+        Ok(entry)
+    }
+
     /// Bytes the entry's record accounts for against
     /// [`Limits::max_record_bytes`].
     pub fn record_bytes(&self) -> usize {
@@ -167,6 +190,27 @@ mod tests {
         tidemark.shards.insert(ShardId(2), Offset(9));
         assert!(tidemark.satisfies(&token));
         assert!(tidemark.satisfies(&ConsistencyToken::default()));
+    }
+
+    #[test]
+    fn entries_round_trip_through_storage_bytes_and_reject_garbage() {
+        let mut fields = Fields::new();
+        fields.insert("title".into(), serde_json::json!("hello"));
+        let entry = LogEntry {
+            offset: Offset(7),
+            id: RecordId::new("n1", &Limits::default()).unwrap(),
+            changes: vec![vec![1, 2, 3]],
+            fields,
+            vector: Some(vec![0.25, -1.0]),
+            deleted: false,
+        };
+        let bytes = entry.to_bytes();
+        assert_eq!(LogEntry::from_bytes(&bytes, &Limits::default()), Ok(entry));
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(LogEntry::from_bytes(&trailing, &Limits::default()).is_err());
+        assert!(LogEntry::from_bytes(&bytes[..bytes.len() - 1], &Limits::default()).is_err());
+        assert!(LogEntry::from_bytes(&[0xff; 12], &Limits::default()).is_err());
     }
 
     #[test]

@@ -37,6 +37,13 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Milliseconds since the Unix epoch, the advisory time of Automerge changes.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Seconds since the Unix epoch; core takes time as a parameter, the
 /// adapters read the clock.
 pub fn unix_now() -> u64 {

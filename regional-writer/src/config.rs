@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Print an access token signed by this writer's built-in issuer key.
     Token(TokenArgs),
+    /// Bulk-load records into a running writer (see `import.rs`).
+    Import(ImportArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -51,6 +53,45 @@ pub struct Config {
     /// Default: this writer's own issuer key (`keys/issuer.key`).
     #[arg(long, env = "TIDEMARK_TOKEN_PUBLIC_KEY", global = true)]
     pub token_public_key: Option<String>,
+
+    /// URL that receives signed invalidations (an edge's `/v1/invalidate`);
+    /// repeat for several targets.
+    #[arg(
+        long = "webhook",
+        env = "TIDEMARK_WEBHOOKS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub webhooks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The running writer to import into.
+    #[arg(long, default_value = "http://127.0.0.1:7700")]
+    pub url: String,
+    /// An admin token for the namespace; default: one from this data dir's issuer key.
+    #[arg(long, env = "TIDEMARK_TOKEN")]
+    pub token: Option<String>,
+    #[arg(long)]
+    pub namespace: String,
+    #[arg(long)]
+    pub collection: String,
+    /// A dataset directory (`base.f32` + `texts.jsonl`).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// A JSONL file of `{"id", "fields", "vector"}` objects.
+    #[arg(long)]
+    pub jsonl: Option<PathBuf>,
+    /// Metric of the collection, if the import creates it.
+    #[arg(long, default_value = "cosine")]
+    pub metric: String,
+    /// Shard count of the collection, if the import creates it.
+    #[arg(long, default_value_t = 4)]
+    pub shards: u32,
+    /// Records per write batch.
+    #[arg(long, default_value_t = 250)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tidemark_core::auth::AuthError;
 
+use tidemark_core::limits::LimitError;
+use tidemark_core::model::SchemaError;
+use tidemark_core::vector::QueryError;
+use tidemark_core::wire::DecodeError;
+use tidemark_core::writer::WriteError;
+
+use crate::engine::EngineError;
 use crate::store::{CommitError, StoreError};
 
 #[derive(Debug)]
@@ -53,6 +60,66 @@ impl AppError {
             "unavailable",
             "the writer cannot serve this now; retry later",
         )
+    }
+}
+
+impl AppError {
+    /// A binary body that does not decode (client input, so a 4xx).
+    pub fn from_decode(err: DecodeError) -> Self {
+        match err {
+            DecodeError::Limit(limit) => Self::from(limit),
+            other => Self::bad_request("invalid_envelope", other.to_string()),
+        }
+    }
+}
+
+impl From<LimitError> for AppError {
+    fn from(err: LimitError) -> Self {
+        let code = match err {
+            LimitError::BatchTooLarge { .. } => "batch_too_large",
+            LimitError::FrameTooLarge { .. } => "body_too_large",
+            _ => "record_too_large",
+        };
+        Self::too_large(code, err.to_string())
+    }
+}
+
+impl From<SchemaError> for AppError {
+    fn from(err: SchemaError) -> Self {
+        Self::bad_request("invalid_request", err.to_string())
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(err: EngineError) -> Self {
+        let message = err.to_string();
+        match err {
+            EngineError::NoCollection(_) => Self::not_found(message),
+            EngineError::CollectionExists(_) => Self::conflict("collection_exists", message),
+            EngineError::Schema(_) | EngineError::NoShard { .. } | EngineError::BadRange { .. } => {
+                Self::bad_request("invalid_request", message)
+            }
+            EngineError::Write(WriteError::Limit(limit)) => Self::from(limit),
+            EngineError::Write(WriteError::Vector { .. }) => {
+                Self::bad_request("invalid_vector", message)
+            }
+            EngineError::Write(WriteError::MissingDependencies { .. }) => {
+                Self::conflict("missing_dependencies", message)
+            }
+            EngineError::Write(WriteError::Name(_)) => {
+                Self::bad_request("invalid_request", message)
+            }
+            EngineError::Write(_) | EngineError::Rejected(_) => {
+                Self::bad_request("invalid_write", message)
+            }
+            EngineError::Query(QueryError::Vector(_)) => {
+                Self::bad_request("invalid_vector", message)
+            }
+            EngineError::Query(_) => Self::bad_request("invalid_request", message),
+            EngineError::Commit(_) | EngineError::Store(_) | EngineError::Corrupt(_) => {
+                Self::unavailable(message)
+            }
+        }
     }
 }
 

@@ -19,13 +19,28 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token(args)) => print_token(&cli.config.data_dir, &args),
+        Some(Command::Import(args)) => {
+            let token = match &args.token {
+                Some(token) => token.clone(),
+                None => issue(
+                    &cli.config.data_dir,
+                    &args.namespace,
+                    "read,write,admin",
+                    3600,
+                    None,
+                )?,
+            };
+            tidemark_regional_writer::import::run(&args, &token).await
+        }
         None => serve(cli.config).await,
     }
 }
 
 async fn serve(config: tidemark_regional_writer::config::Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let webhooks = config.webhooks.clone();
     let state = AppState::open(config)?;
+    tidemark_regional_writer::webhooks::start(&state.engine, state.keys.writer.clone(), &webhooks);
     // Tests and `cargo xtask demo` read this line to learn the port.
     println!("listening on http://{}", listener.local_addr()?);
     server::run(listener, state, shutdown_signal()).await?;
@@ -33,9 +48,27 @@ async fn serve(config: tidemark_regional_writer::config::Config) -> anyhow::Resu
 }
 
 fn print_token(data_dir: &std::path::Path, args: &TokenArgs) -> anyhow::Result<()> {
+    let token = issue(
+        data_dir,
+        &args.namespace,
+        &args.scopes,
+        args.ttl_secs,
+        args.subject.clone(),
+    )?;
+    println!("{token}");
+    Ok(())
+}
+
+/// A token signed by the data dir's issuer key.
+fn issue(
+    data_dir: &std::path::Path,
+    namespace: &str,
+    scopes: &str,
+    ttl_secs: u64,
+    subject: Option<String>,
+) -> anyhow::Result<String> {
     let keys = Keys::load_or_create(data_dir)?;
-    let scopes = args
-        .scopes
+    let scopes = scopes
         .split(',')
         .map(|s| match s.trim() {
             "read" => Ok(Scope::Read),
@@ -47,14 +80,13 @@ fn print_token(data_dir: &std::path::Path, args: &TokenArgs) -> anyhow::Result<(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let claims = Claims {
-        namespace: args.namespace.clone(),
+        namespace: namespace.to_string(),
         scopes,
-        expires_at: unix_now() + args.ttl_secs,
+        expires_at: unix_now() + ttl_secs,
         not_before: None,
-        subject: args.subject.clone(),
+        subject,
     };
-    println!("{}", auth::issue(&claims, &keys.issuer));
-    Ok(())
+    Ok(auth::issue(&claims, &keys.issuer))
 }
 
 /// Ctrl-C (a terminal, `cargo xtask demo`) or SIGTERM (service managers).

@@ -1,20 +1,42 @@
-//! The HTTP server: routes, state and the serve loop.
+//! The HTTP server: state, routes and the serve loop.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
-use axum::routing::get;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderName, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
-use tokio::net::TcpListener;
-
 use ed25519_dalek::VerifyingKey;
+use serde_json::{Value, json};
+use tidemark_core::auth::Scope;
+use tidemark_core::limits::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
+use tower_http::cors::{Any, CorsLayer};
 
+use crate::api;
+use crate::auth::Caller;
 use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::AppError;
 use crate::keys::{self, Keys};
-use crate::store::{Committer, SqliteStore};
+use crate::metrics::{self, Metrics};
+
+/// Request bodies above this are refused before they are read: the largest
+/// legitimate body is a full write batch (500 records of up to 1 MiB is more
+/// than anyone should send in one request; 64 MiB bounds the damage).
+const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// A request that takes longer is answered 408 (slow clients, stuck disks).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A subscriber that neither reads nor pings for this long is dropped.
+const SUBSCRIBER_IDLE: Duration = Duration::from_secs(120);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -23,48 +45,109 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The key access tokens are verified with.
     pub token_key: VerifyingKey,
-    pub committer: Committer,
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// Opens the data dir: keys, database, committer thread.
+    /// Opens the data dir: keys, database (rebuilding every shard), committer.
     pub fn open(config: Config) -> anyhow::Result<Self> {
         let keys = Keys::load_or_create(&config.data_dir)?;
         let token_key = match &config.token_public_key {
             Some(hex) => keys::parse_public(hex)?,
             None => keys.issuer.verifying_key(),
         };
-        let store = SqliteStore::open(&config.data_dir)?;
-        let committer = Committer::start(store)?;
+        let engine = Engine::open(&config.data_dir, keys.writer.clone(), Limits::default())?;
         Ok(Self {
             config: Arc::new(config),
             keys: Arc::new(keys),
             token_key,
-            committer,
+            engine: Arc::new(engine),
+            metrics: Arc::new(Metrics::default()),
         })
     }
 }
 
 /// The writer's routes; the unit of HTTP testing (`app(state).oneshot(..)`).
 pub fn app(state: AppState) -> Router {
+    let collection = "/v1/ns/{ns}/collections/{collection}";
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
         .route("/v1/keys", get(public_keys))
+        .route(
+            collection,
+            get(api::describe_collection).put(api::create_collection),
+        )
+        .route(&format!("{collection}/records"), post(api::write_json))
+        .route(&format!("{collection}/batch"), post(api::write_batch))
+        .route(
+            &format!("{collection}/records/{{id}}"),
+            get(api::get_record),
+        )
+        .route(&format!("{collection}/search"), post(api::search))
+        .route(
+            &format!("{collection}/shards/{{shard}}/head"),
+            get(api::head),
+        )
+        .route(
+            &format!("{collection}/shards/{{shard}}/log"),
+            get(api::log_range),
+        )
+        .route(
+            &format!("{collection}/shards/{{shard}}/snapshot"),
+            get(api::snapshot),
+        )
+        .route("/v1/ns/{ns}/subscribe", get(subscribe))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }
 
+/// Browsers call the writer from app origins: tokens travel in the
+/// `Authorization` header, never in cookies, so any origin may call and
+/// nothing ambient is exposed to it.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-tidemark-consistency"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-tidemark"),
+            HeaderName::from_static("x-tidemark-offset"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
 /// Unknown routes get the same JSON error shape as every other 4xx.
-async fn not_found(uri: Uri) -> (StatusCode, Json<Value>) {
-    let message = format!("no route for {}", uri.path());
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "error": { "code": "not_found", "message": message } })),
-    )
+async fn not_found(uri: Uri) -> AppError {
+    AppError::not_found(format!("no route for {}", uri.path()))
 }
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok", "service": "tidemark-writer", "version": tidemark_core::VERSION }))
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    let stats = state.engine.committer().stats();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let body = state
+        .metrics
+        .render(load(&stats.commits), load(&stats.jobs));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 /// The public keys replicas and clients verify with.
@@ -73,6 +156,58 @@ async fn public_keys(State(state): State<AppState>) -> Json<Value> {
         "writer": keys::hex(&state.keys.writer.verifying_key().to_bytes()),
         "token_issuer": keys::hex(&state.token_key.to_bytes()),
     }))
+}
+
+/// Invalidations of the namespace's shards, as JSON text messages.
+async fn subscribe(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ns): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    caller.0.require(&ns, Scope::Read)?;
+    let upgrade = upgrade.map_err(|_| {
+        AppError::bad_request("invalid_request", "subscribe with a WebSocket upgrade")
+    })?;
+    let engine = Arc::clone(&state.engine);
+    Ok(upgrade
+        .max_message_size(4096)
+        .on_upgrade(move |socket| forward_invalidations(socket, engine, ns)))
+}
+
+async fn forward_invalidations(mut socket: WebSocket, engine: Arc<Engine>, namespace: String) {
+    let mut invalidations = engine.subscribe();
+    loop {
+        tokio::select! {
+            received = invalidations.recv() => {
+                let invalidation = match received {
+                    Ok(invalidation) => invalidation,
+                    // A slow subscriber missed some hints; the next one still
+                    // tells it to read the log, which is all a hint is for.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                };
+                if invalidation.collection.namespace.as_str() != namespace {
+                    continue;
+                }
+                let text = json!({
+                    "collection": invalidation.collection.collection.as_str(),
+                    "shard": invalidation.shard.0,
+                    "head": invalidation.head.0,
+                })
+                .to_string();
+                if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            incoming = tokio::time::timeout(SUBSCRIBER_IDLE, socket.recv()) => {
+                match incoming {
+                    Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) | Ok(Some(Err(_))) | Err(_) => return,
+                    Ok(Some(Ok(_))) => {}
+                }
+            }
+        }
+    }
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, then lets
@@ -85,49 +220,4 @@ pub async fn run(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    fn state() -> AppState {
-        let dir = std::env::temp_dir().join(format!(
-            "tidemark-server-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        AppState::open(Config::for_data_dir(dir)).unwrap()
-    }
-
-    #[tokio::test]
-    async fn healthz_reports_version() {
-        let response = app(state())
-            .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value =
-            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
-                .unwrap();
-        assert_eq!(body["status"], "ok");
-        assert_eq!(body["version"], tidemark_core::VERSION);
-    }
-
-    #[tokio::test]
-    async fn unknown_paths_are_404() {
-        let response = app(state())
-            .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        let body: Value =
-            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
-                .unwrap();
-        assert_eq!(body["error"]["code"], "not_found");
-    }
 }

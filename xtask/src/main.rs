@@ -15,7 +15,10 @@
 //! - `test_writer.rs`: a real writer on 127.0.0.1 for suites that need one.
 //! - `simd_scan.rs`: proof that a wasm module really contains SIMD128 code.
 //! - `demo.rs`: `cargo xtask demo`.
+//! - `bench_search.rs`: `cargo xtask bench search`, Tidemark's wasm search
+//!   against the npm peers.
 
+mod bench_search;
 mod demo;
 mod pipeline;
 mod provision;
@@ -36,6 +39,10 @@ commands:
   demo        provision what is missing, then start the demo
   setup       provision only (idempotent; says what it installs)
   build edge  build the edge worker with worker-build (used by wrangler.toml)
+  bench search [--data DIR] [--json FILE]
+              seal the dataset natively, then measure Tidemark's wasm search and
+              the npm peers in one node process (default data:
+              ../shared/data/debian-minilm-20k)
   simd-scan F count the SIMD128 instructions in the wasm module F
 
 environment:
@@ -81,6 +88,11 @@ fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
             provision::all(&toolchain)?;
             test::build_edge(&toolchain)?;
             Ok(ExitCode::SUCCESS)
+        }
+        ["bench", "search", rest @ ..] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            bench_search::run_bench(&toolchain, rest)
         }
         ["simd-scan", file] => {
             let counts = simd_scan::scan_file(std::path::Path::new(file))?;

@@ -248,32 +248,59 @@ fn cargo_tool(toolchain: &Toolchain, tool: &CargoTool, version: &str) -> anyhow:
 }
 
 /// The node packages of `package.json` (wrangler, miniflare, esbuild,
-/// playwright-core), installed from the lockfile into the cache under a key of
-/// the lockfile's content, and linked as the clone's `node_modules`.
+/// playwright-core), installed from the lockfile into the cache and linked as
+/// the clone's `node_modules`.
 fn node_packages(toolchain: &Toolchain) -> anyhow::Result<()> {
-    let lock = std::fs::read(toolchain.repo.join("package-lock.json"))
-        .context("package-lock.json is missing from the workspace root")?;
-    let manifest = std::fs::read(toolchain.repo.join("package.json"))?;
+    node_packages_in(toolchain, Path::new(""), NodeScripts::Run)?;
+    Ok(())
+}
+
+/// Whether `npm ci` runs the packages' install scripts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum NodeScripts {
+    Run,
+    /// For packages whose scripts download things (node headers for native
+    /// addons): the caller builds what it needs offline afterwards.
+    Skip,
+}
+
+/// The node packages of `<dir>/package.json`, installed with `npm ci` from
+/// `<dir>/package-lock.json` into the cache under a key of both files'
+/// content (a fresh clone on the same machine reuses the install), and
+/// linked as `<dir>/node_modules`. Returns the installed `node_modules`.
+pub fn node_packages_in(
+    toolchain: &Toolchain,
+    dir: &Path,
+    scripts: NodeScripts,
+) -> anyhow::Result<PathBuf> {
+    let project = toolchain.repo.join(dir);
+    let lock = std::fs::read(project.join("package-lock.json"))
+        .with_context(|| format!("{}/package-lock.json is missing", project.display()))?;
+    let manifest = std::fs::read(project.join("package.json"))?;
     let key = format!("{:016x}", fnv1a64(&[&manifest, &lock]));
-    let dir = toolchain.cache.join("node").join(&key);
-    let installed = dir.join("node_modules");
-    let marker = dir.join(".complete");
+    let cached = toolchain.cache.join("node").join(&key);
+    let installed = cached.join("node_modules");
+    let marker = cached.join(".complete");
     if !marker.exists() {
         println!(
-            "provision: installing node packages from package-lock.json into {}",
-            dir.display()
+            "provision: installing node packages from {} into {}",
+            dir.join("package-lock.json").display(),
+            cached.display()
         );
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("package.json"), &manifest)?;
-        std::fs::write(dir.join("package-lock.json"), &lock)?;
-        run(Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .env("NO_UPDATE_NOTIFIER", "1"))?;
+        let _ = std::fs::remove_dir_all(&cached);
+        std::fs::create_dir_all(&cached)?;
+        std::fs::write(cached.join("package.json"), &manifest)?;
+        std::fs::write(cached.join("package-lock.json"), &lock)?;
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]);
+        if scripts == NodeScripts::Skip {
+            npm.arg("--ignore-scripts");
+        }
+        run(npm.current_dir(&cached).env("NO_UPDATE_NOTIFIER", "1"))?;
         std::fs::write(&marker, "")?;
     }
-    link_node_modules(&toolchain.node_modules(), &installed)
+    link_node_modules(&project.join("node_modules"), &installed)?;
+    Ok(installed)
 }
 
 fn link_node_modules(link: &Path, target: &Path) -> anyhow::Result<()> {
@@ -294,7 +321,7 @@ fn link_node_modules(link: &Path, target: &Path) -> anyhow::Result<()> {
 }
 
 /// A cache key, not a security boundary: a collision reuses an install.
-fn fnv1a64(parts: &[&[u8]]) -> u64 {
+pub fn fnv1a64(parts: &[&[u8]]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for byte in parts.iter().flat_map(|p| p.iter()) {
         hash ^= u64::from(*byte);

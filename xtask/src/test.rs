@@ -16,8 +16,14 @@ const WASM_CRATES: &[&str] = &[
     "tidemark-core",
     "tidemark-edge-worker",
     "tidemark-browser-sdk",
+    "tidemark-bench-search",
 ];
-const NATIVE_CRATES: &[&str] = &["tidemark-core", "tidemark-regional-writer", "xtask"];
+const NATIVE_CRATES: &[&str] = &[
+    "tidemark-core",
+    "tidemark-regional-writer",
+    "tidemark-bench-search",
+    "xtask",
+];
 
 pub fn suite(toolchain: &Toolchain) -> ExitCode {
     let t = toolchain;

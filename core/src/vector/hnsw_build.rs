@@ -12,6 +12,12 @@
 //! that pool has one thread (which is always so on wasm32). A multi-threaded
 //! native build is a valid graph but not bit-for-bit reproducible; replicas
 //! never rebuild, they load the writer's bytes, so they agree regardless.
+//!
+//! Entropy: instant-distance's `Builder::default()` draws a random default
+//! seed (`rand::random`) before [`BuildOptions::seed`] replaces it. The graph
+//! depends only on the seed given, but the draw itself happens, so sealing
+//! needs an entropy source (the OS natively, `crypto.getRandomValues` in
+//! wasm); searching and loading never touch one.
 
 use std::collections::HashSet;
 
@@ -29,6 +35,11 @@ pub struct BuildOptions {
     /// Beam width while inserting; 200 reaches recall@10 ≥ 0.99 on 384-d text
     /// embeddings with an ef of 64 at query time.
     pub ef_construction: u32,
+    /// Links kept per point at layer 0 (instant-distance fills 64; see
+    /// [`HnswSegment::limit_layer0_links`]). 32 is hnswlib's `2·M` for
+    /// M = 16: on the 20k MiniLM set it is ~10% faster at equal recall than 64
+    /// and saves 2.5 MB.
+    pub layer0_links: u32,
 }
 
 impl BuildOptions {
@@ -36,6 +47,7 @@ impl BuildOptions {
         Self {
             seed,
             ef_construction: 200,
+            layer0_links: 32,
         }
     }
 }
@@ -168,7 +180,7 @@ impl HnswSegment {
                 layers.push(adjacency(upper, upper.len() as u32));
             }
         }
-        Self {
+        let mut segment = Self {
             metric,
             dim,
             seed: options.seed,
@@ -181,7 +193,9 @@ impl HnswSegment {
             vectors,
             quantized: None,
             layers,
-        }
+        };
+        segment.limit_layer0_links(options.layer0_links as usize);
+        segment
     }
 }
 

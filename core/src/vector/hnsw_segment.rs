@@ -4,22 +4,28 @@
 //! # Why not search with instant-distance itself
 //!
 //! The graph is built by `instant-distance` ([`super::hnsw_build`]), seeded,
-//! as the design says. Its own search is not used, for three measured reasons
-//! (20k × 384 MiniLM set, see `cargo xtask bench search`):
+//! as the design says. Its own search is not used, for reasons measured on
+//! the 20k × 384 MiniLM set (`seal --instant-distance-efs`: native, queries
+//! on one thread, all 64 layer-0 links kept, both searches computing
+//! distances with the same SIMD kernel, so the difference is the walk):
 //!
-//! - `ef_search` is fixed when the index is built. A replica cannot trade
+//! - It is slower per query at equal recall: ef 32 gave recall@10 0.986 at
+//!   2,567 q/s through instant-distance against 0.985 at 4,746 q/s for this
+//!   walk (ef 64: 0.994 at 1,338 vs 0.995 at 2,716). It goes through the
+//!   `Point` trait pair by pair, keeps `OrderedFloat` heaps, and reads
+//!   vectors out of `Vec<P>` rather than one contiguous block.
+//! - `ef_search` is fixed when the index is built: a replica cannot trade
 //!   recall for speed per query, and a filtered query (which must look past
 //!   non-matching points to still return k) cannot widen its beam.
-//! - Its graph lives in `Vec<P>` of user points plus fixed 64-slot neighbor
-//!   arrays padded with `INVALID`; loading it means deserializing that
-//!   structure (serde) and holding the points twice when they carry vectors.
-//!   Here the graph is CSR (offsets + neighbor ids, no padding) and the
-//!   vectors are one contiguous `f32` block
-//!   in graph order, which is also the snapshot's byte layout, so loading is a
-//!   copy, not a rebuild.
-//! - It computes distances through the `Point` trait one pair at a time and
-//!   keeps its heaps in `OrderedFloat`s; the walk here calls the SIMD kernels
-//!   directly on rows of the contiguous block, optionally on int8 codes.
+//! - It has no notion of tombstones or filters, nor of int8 codes: walking
+//!   on int8 codes and reranking the beam with f32 is what doubles the wasm
+//!   throughput here (`cargo xtask bench search`).
+//! - Loading it means deserializing its structure (serde), with 64 link
+//!   slots per point at layer 0 (all of them filled: its heuristic keeps the
+//!   pruned candidates). The layout here is CSR with the first 32 links
+//!   (the heuristic's picks come first; see [`HnswSegment::limit_layer0_links`])
+//!   and the vectors in one `f32` block in graph order, which is also the
+//!   byte layout of a snapshot: loading is a copy, not a rebuild.
 //!
 //! The layout mirrors instant-distance's invariants: points are numbered so
 //! that layer `l` holds exactly points `0..layer_sizes[l]`, and the search
@@ -29,7 +35,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::metric::Metric;
-use super::quantized::{QuantizedQuery, QuantizedVectors};
+use super::quantized::{self, QuantizedQuery, QuantizedVectors};
 use super::topk::{Scored, TopK};
 
 /// One layer's links in compressed sparse rows: the neighbors of point `i`
@@ -164,6 +170,12 @@ impl HnswSegment {
         self.vectors.get(start..start + self.dim)
     }
 
+    /// All prepared f32 vectors, `len × dim` in graph order (empty under
+    /// [`Precision::Int8`]).
+    pub fn vectors(&self) -> &[f32] {
+        &self.vectors
+    }
+
     /// Heap bytes held by the segment: what it costs an isolate.
     pub fn memory_bytes(&self) -> usize {
         4 * self.vectors.len()
@@ -191,6 +203,28 @@ impl HnswSegment {
             _ => {}
         }
         self.vectors.shrink_to_fit();
+    }
+
+    /// Keeps at most `max` links per point at layer 0, the first ones.
+    ///
+    /// instant-distance fills all 64 layer-0 slots of every point: first
+    /// the neighbors its heuristic selects (nearest first, each closer to the
+    /// point than to any neighbor already kept), then the pruned candidates
+    /// (`keep_pruned`). Cutting the list keeps the heuristic's choice and
+    /// drops pruned links, which costs hops less than it saves distances.
+    pub fn limit_layer0_links(&mut self, max: usize) {
+        let Some(zero) = self.layers.first_mut() else {
+            return;
+        };
+        let mut offsets = Vec::with_capacity(zero.offsets.len());
+        let mut neighbors = Vec::with_capacity(zero.len() * max);
+        offsets.push(0);
+        for point in 0..zero.len() as u32 {
+            let links = zero.neighbors(point);
+            neighbors.extend_from_slice(&links[..links.len().min(max)]);
+            offsets.push(neighbors.len() as u32);
+        }
+        *zero = Adjacency { offsets, neighbors };
     }
 
     /// The query-side state of one search: the int8 form when the walk uses codes.
@@ -287,27 +321,34 @@ impl HnswSegment {
     }
 
     /// Exact top-k over every accepted point: one sequential pass over the
-    /// vectors (the int8 codes when the segment has them, then a rerank).
+    /// vectors. With int8 codes and the f32 kept, the pass reads the codes and
+    /// reranks with f32 only where the codes' error bound leaves doubt
+    /// ([`quantized::exact_top_k`]): the same result as the f32 pass. With
+    /// codes only, the order is the codes' (approximate).
     pub fn scan(&self, query: &[f32], k: usize, accept: impl Fn(u32) -> bool) -> Vec<Scored> {
         debug_assert_eq!(query.len(), self.dim);
-        // With int8 codes, keep a few times k quantized candidates so that the
-        // f32 rerank can repair the order near the k-th place.
-        let keep = if self.quantized.is_some() {
-            k.saturating_mul(4).max(k + 16)
-        } else {
-            k
-        };
-        let mut top = TopK::new(keep);
-        let distance = self.distances(query);
-        for index in 0..self.len() as u32 {
-            if accept(index) {
-                let d = distance(index);
-                if d < top.threshold() {
-                    top.push(Scored { distance: d, index });
+        let (metric, dim) = (self.metric, self.dim);
+        match (&self.quantized, self.precision()) {
+            (Some(codes), Precision::Int8Rerank) => {
+                quantized::exact_top_k(codes, metric, &QuantizedQuery::new(query), k, accept, |i| {
+                    let start = i as usize * dim;
+                    metric.distance(query, &self.vectors[start..start + dim])
+                })
+            }
+            _ => {
+                let mut top = TopK::new(k);
+                let distance = self.distances(query);
+                for index in 0..self.len() as u32 {
+                    if accept(index) {
+                        let d = distance(index);
+                        if d < top.threshold() {
+                            top.push(Scored { distance: d, index });
+                        }
+                    }
                 }
+                top.into_sorted_vec()
             }
         }
-        self.finish(query, top.into_sorted_vec(), k)
     }
 
     /// Turns candidates into results: reranked with exact f32 distances when
@@ -427,8 +468,8 @@ mod tests {
         s.set_precision(Precision::Int8);
         assert_eq!(s.precision(), Precision::Int8);
         assert!(s.vector(0).is_none());
-        // 4 bytes per component become 1, plus a scale and a norm per point.
-        assert_eq!(f32_bytes - s.memory_bytes(), 600 * (3 * DIM - 8));
+        // 4 bytes per component become 1, plus a scale and two norms per point.
+        assert_eq!(f32_bytes - s.memory_bytes(), 600 * (3 * DIM - 12));
         let q = Metric::Cosine.prepare(&queries(5, 1, DIM)[0]);
         assert_eq!(s.scan(&q, 10, |_| true).len(), 10);
         assert_eq!(

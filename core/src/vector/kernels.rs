@@ -104,6 +104,34 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     }
 }
 
+/// `Σ a_i·b_i` of int8 codes `a` and a query's codes widened to `i16` once
+/// per search: only the stored side is widened in the loop, which roughly
+/// halves the instructions of [`dot_i8`] per code. Exact, like [`dot_i8`];
+/// `b` must hold codes in `-127..=127`.
+#[inline]
+pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
+    debug_assert_eq!(a.len(), b.len());
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd128::dot_i8_i16(a, b)
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { avx2::dot_i8_i16(a, b) };
+        }
+        scalar::dot_i8_i16(a, b)
+    }
+    #[cfg(not(any(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        target_arch = "x86_64"
+    )))]
+    {
+        scalar::dot_i8_i16(a, b)
+    }
+}
+
 /// The name of the implementation [`dot`] and [`l2_squared`] use here, for
 /// benchmarks and health reports.
 pub fn implementation() -> &'static str {
@@ -201,14 +229,22 @@ pub mod scalar {
             .map(|(&x, &y)| i32::from(x) * i32::from(y))
             .sum()
     }
+
+    pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum()
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use core::arch::wasm32::{
-        f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub, i16x8_extmul_high_i8x16,
-        i16x8_extmul_low_i8x16, i32x4_add, i32x4_extadd_pairwise_i16x8, i32x4_extract_lane,
-        i32x4_splat, v128, v128_load,
+        f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub, i16x8_extend_high_i8x16,
+        i16x8_extend_low_i8x16, i16x8_extmul_high_i8x16, i16x8_extmul_low_i8x16, i32x4_add,
+        i32x4_dot_i16x8, i32x4_extadd_pairwise_i16x8, i32x4_extract_lane, i32x4_splat, v128,
+        v128_load,
     };
 
     /// Floats per loop iteration: four accumulators of four lanes.
@@ -292,6 +328,34 @@ mod simd128 {
             + (i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v))
             + super::scalar::dot_i8(&a[body..n], &b[body..n])
     }
+
+    /// Sixteen codes per step: widen them to two i16x8 and multiply-add
+    /// each against the already widened query (`i32x4.dot_i16x8_s`).
+    #[inline]
+    pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
+        let n = a.len().min(b.len());
+        let body = n - n % 16;
+        let mut acc = [i32x4_splat(0); 2];
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 16 <= body <= n: 16 bytes of `a` and 16 i16 of `b`
+            // are in bounds; no alignment needed.
+            let (x, lo, hi) = unsafe {
+                (
+                    v128_load(a.as_ptr().add(i).cast::<v128>()),
+                    v128_load(b.as_ptr().add(i).cast::<v128>()),
+                    v128_load(b.as_ptr().add(i + 8).cast::<v128>()),
+                )
+            };
+            acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), lo));
+            acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), hi));
+            i += 16;
+        }
+        let v = i32x4_add(acc[0], acc[1]);
+        (i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v))
+            + (i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v))
+            + super::scalar::dot_i8_i16(&a[body..n], &b[body..n])
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -301,7 +365,8 @@ mod avx2 {
         _mm_cvtss_f32, _mm_loadu_si128, _mm_movehl_ps, _mm_shuffle_epi32, _mm_shuffle_ps,
         _mm256_add_epi32, _mm256_add_ps, _mm256_castps256_ps128, _mm256_castsi256_si128,
         _mm256_cvtepi8_epi16, _mm256_extractf128_ps, _mm256_extracti128_si256, _mm256_loadu_ps,
-        _mm256_madd_epi16, _mm256_mul_ps, _mm256_setzero_ps, _mm256_setzero_si256, _mm256_sub_ps,
+        _mm256_loadu_si256, _mm256_madd_epi16, _mm256_mul_ps, _mm256_setzero_ps,
+        _mm256_setzero_si256, _mm256_sub_ps,
     };
     use std::sync::OnceLock;
 
@@ -412,6 +477,35 @@ mod avx2 {
         let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b00_00_00_01>(pair));
         _mm_cvtsi128_si32(single) + super::scalar::dot_i8(&a[body..n], &b[body..n])
     }
+
+    /// # Safety
+    /// The CPU must support AVX2 ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
+        let n = a.len().min(b.len());
+        let body = n - n % 16;
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 16 <= body <= n, within both slices.
+            let (x, y) = unsafe {
+                (
+                    _mm_loadu_si128(pa.add(i).cast::<__m128i>()),
+                    _mm256_loadu_si256(pb.add(i).cast::<__m256i>()),
+                )
+            };
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(x), y));
+            i += 16;
+        }
+        let quad = _mm_add_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256::<1>(acc),
+        );
+        let pair = _mm_add_epi32(quad, _mm_shuffle_epi32::<0b01_00_11_10>(quad));
+        let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b00_00_00_01>(pair));
+        _mm_cvtsi128_si32(single) + super::scalar::dot_i8_i16(&a[body..n], &b[body..n])
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +580,8 @@ mod tests {
             ))
         ) {
             prop_assert_eq!(dot_i8(&a, &b), scalar::dot_i8(&a, &b));
+            let wide: Vec<i16> = b.iter().map(|&x| i16::from(x)).collect();
+            prop_assert_eq!(dot_i8_i16(&a, &wide), scalar::dot_i8(&a, &b));
         }
     }
 

@@ -8,11 +8,19 @@
 //! Per-vector scales suit embeddings, whose components are of similar size
 //! within a vector but whose norms differ between vectors (under `dot` / `l2`).
 //!
-//! Quantized distances are approximate; where the f32 vectors are kept, a
-//! search reranks its quantized candidates with exact distances.
+//! Quantized distances are approximate, but their error has a hard bound
+//! (each code is off by at most half a step): with `x = s·q + e`, `|e_i| ≤ s/2`,
+//!
+//! `|a·b − s_a·s_b·Σ q_a·q_b| ≤ ½·s_a·|b|₁ + ½·s_b·|a|₁ + ¼·n·s_a·s_b`.
+//!
+//! [`exact_top_k`] uses it to return the *exact* f32 top-k from an int8 scan:
+//! it computes every estimate with its interval, and reranks with f32 only the
+//! points whose interval can reach below the k-th smallest upper bound.
+//! The result is the f32 scan's, ids and order, at the int8 scan's cost.
 
 use super::kernels;
 use super::metric::Metric;
+use super::topk::{Scored, TopK};
 
 /// The int8 codes of a set of vectors, with the scale and squared norm of each.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -21,14 +29,18 @@ pub struct QuantizedVectors {
     codes: Vec<i8>,
     scales: Vec<f32>,
     norms_squared: Vec<f32>,
+    /// `|x|₁` of each vector, for the error bound.
+    l1_norms: Vec<f32>,
 }
 
 /// A query in the quantized form, made once per search.
 #[derive(Clone, Debug)]
 pub struct QuantizedQuery {
-    codes: Vec<i8>,
+    /// The codes widened to i16 once, for [`kernels::dot_i8_i16`].
+    wide: Vec<i16>,
     scale: f32,
     norm_squared: f32,
+    l1_norm: f32,
 }
 
 /// Writes the codes of `vector` into `out` and returns its scale.
@@ -38,21 +50,30 @@ pub fn quantize_into(vector: &[f32], out: &mut [i8]) -> f32 {
         out.fill(0);
         return 0.0;
     }
-    let scale = max / 127.0;
+    let inverse = 127.0 / max;
+    // `round_ties_even` is one instruction (wasm `f32.nearest`, x86
+    // `roundss`); `round` is a call. Either is within half a step.
     for (code, x) in out.iter_mut().zip(vector) {
-        *code = (x / scale).round().clamp(-127.0, 127.0) as i8;
+        *code = (x * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
     }
-    scale
+    max / 127.0
 }
 
 impl QuantizedQuery {
     pub fn new(vector: &[f32]) -> Self {
-        let mut codes = vec![0; vector.len()];
-        let scale = quantize_into(vector, &mut codes);
+        let (max, l1_norm) = vector.iter().fold((0.0f32, 0.0f32), |(m, l1), x| {
+            (m.max(x.abs()), l1 + x.abs())
+        });
+        let inverse = if max == 0.0 { 0.0 } else { 127.0 / max };
         Self {
-            codes,
-            scale,
+            // The same codes as `quantize_into`, widened in the same pass.
+            wide: vector
+                .iter()
+                .map(|x| (x * inverse).round_ties_even().clamp(-127.0, 127.0) as i16)
+                .collect(),
+            scale: max / 127.0,
             norm_squared: kernels::dot(vector, vector),
+            l1_norm,
         }
     }
 }
@@ -68,6 +89,13 @@ impl QuantizedVectors {
     /// Quantizes `vectors` (`n × dim`, row-major).
     pub fn from_rows(dim: usize, vectors: &[f32]) -> Self {
         let mut out = Self::new(dim);
+        // Exact capacities: growing by doubling would leave a wasm heap
+        // (which never shrinks) holding the abandoned half-size blocks.
+        let n = vectors.len() / dim.max(1);
+        out.codes.reserve_exact(n * dim);
+        out.scales.reserve_exact(n);
+        out.norms_squared.reserve_exact(n);
+        out.l1_norms.reserve_exact(n);
         if dim > 0 {
             for row in vectors.chunks_exact(dim) {
                 out.push(row);
@@ -81,6 +109,7 @@ impl QuantizedVectors {
         codes: Vec<i8>,
         scales: Vec<f32>,
         norms_squared: Vec<f32>,
+        l1_norms: Vec<f32>,
     ) -> Self {
         debug_assert_eq!(codes.len(), dim * scales.len());
         Self {
@@ -88,7 +117,12 @@ impl QuantizedVectors {
             codes,
             scales,
             norms_squared,
+            l1_norms,
         }
+    }
+
+    pub(crate) fn l1_norms(&self) -> &[f32] {
+        &self.l1_norms
     }
 
     pub(crate) fn codes(&self) -> &[i8] {
@@ -110,6 +144,26 @@ impl QuantizedVectors {
         let scale = quantize_into(vector, &mut self.codes[start..]);
         self.scales.push(scale);
         self.norms_squared.push(kernels::dot(vector, vector));
+        self.l1_norms.push(vector.iter().map(|x| x.abs()).sum());
+    }
+
+    /// Replaces vector `index`.
+    pub fn set(&mut self, index: usize, vector: &[f32]) {
+        let row = &mut self.codes[index * self.dim..(index + 1) * self.dim];
+        self.scales[index] = quantize_into(vector, row);
+        self.norms_squared[index] = kernels::dot(vector, vector);
+        self.l1_norms[index] = vector.iter().map(|x| x.abs()).sum();
+    }
+
+    /// Removes vector `index`, moving the last one into its place.
+    pub fn swap_remove(&mut self, index: usize) {
+        let (dim, last) = (self.dim, self.len() - 1);
+        self.codes
+            .copy_within(last * dim..(last + 1) * dim, index * dim);
+        self.codes.truncate(last * dim);
+        self.scales.swap_remove(index);
+        self.norms_squared.swap_remove(index);
+        self.l1_norms.swap_remove(index);
     }
 
     pub fn len(&self) -> usize {
@@ -122,19 +176,110 @@ impl QuantizedVectors {
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.codes.len() + 8 * self.scales.len()
+        self.codes.len() + 12 * self.scales.len()
+    }
+
+    #[inline]
+    fn estimated_dot(&self, index: usize, query: &QuantizedQuery) -> f32 {
+        let row = &self.codes[index * self.dim..(index + 1) * self.dim];
+        kernels::dot_i8_i16(row, &query.wide) as f32 * (self.scales[index] * query.scale)
     }
 
     /// The approximate [`Metric::distance`] between point `index` and `query`.
     #[inline]
     pub fn distance(&self, metric: Metric, index: usize, query: &QuantizedQuery) -> f32 {
-        let row = &self.codes[index * self.dim..(index + 1) * self.dim];
-        let dot = kernels::dot_i8(row, &query.codes) as f32 * (self.scales[index] * query.scale);
+        let dot = self.estimated_dot(index, query);
         match metric {
             Metric::Cosine | Metric::Dot => -dot,
             Metric::L2 => self.norms_squared[index] + query.norm_squared - 2.0 * dot,
         }
     }
+}
+
+/// The per-query constants of the error bound, so that a row costs a few
+/// multiply-adds: for row i with scale s_i, L1 norm l_i and squared norm
+/// ν_i, the bound on the dot product is `s_i·A + l_i·B`, plus `C·ν_i + D`:
+///
+/// - `A = h·|q|₁ + h²·n·t` and `B = h·t` are the quantization bound of the
+///   module docs (t the query's scale, h half a step, inflated by 10⁻⁴ for
+///   the rounding of the scaling itself);
+/// - `C·(ν_i + |q|²)` with `C = 3·(n + 4)·ε` covers the rounding of the f32
+///   kernels and of this estimate, more than either summation can lose.
+///
+/// Under l2 the distance is `ν_i + |q|² − 2·dot`: twice the dot's bound.
+struct ErrorBound {
+    a: f32,
+    b: f32,
+    c: f32,
+    d: f32,
+    factor: f32,
+}
+
+impl ErrorBound {
+    fn new(codes: &QuantizedVectors, metric: Metric, query: &QuantizedQuery) -> Self {
+        const HALF_STEP: f32 = 0.5 * (1.0 + 1e-4);
+        let n = codes.dim as f32;
+        let t = query.scale;
+        let c = 3.0 * (n + 4.0) * f32::EPSILON;
+        Self {
+            a: HALF_STEP * query.l1_norm + HALF_STEP * HALF_STEP * n * t,
+            b: HALF_STEP * t,
+            c,
+            d: c * query.norm_squared,
+            factor: if metric == Metric::L2 { 2.0 } else { 1.0 },
+        }
+    }
+
+    #[inline]
+    fn error(&self, codes: &QuantizedVectors, index: usize) -> f32 {
+        let quantization = codes.scales[index] * self.a + codes.l1_norms[index] * self.b;
+        self.factor * quantization + self.c * codes.norms_squared[index] + self.d
+    }
+}
+
+/// The exact top-k by f32 distance among the accepted points, found with
+/// int8 estimates: `exact(i)` (the f32 distance) is computed only for points
+/// whose error interval reaches below the k-th smallest upper bound, which
+/// every true top-k point's does. Same ids and order as an f32 scan.
+pub fn exact_top_k(
+    codes: &QuantizedVectors,
+    metric: Metric,
+    query: &QuantizedQuery,
+    k: usize,
+    accept: impl Fn(u32) -> bool,
+    exact: impl Fn(u32) -> f32,
+) -> Vec<Scored> {
+    let bound = ErrorBound::new(codes, metric, query);
+    let mut upper = TopK::new(k);
+    // The k-th smallest upper bound so far, cached: it only changes on a push.
+    let mut limit = f32::INFINITY;
+    let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(4 * k);
+    for index in 0..codes.len() {
+        if !accept(index as u32) {
+            continue;
+        }
+        let estimate = codes.distance(metric, index, query);
+        let error = bound.error(codes, index);
+        let low = estimate - error;
+        if low <= limit {
+            candidates.push((low, index as u32));
+            upper.push(Scored {
+                distance: estimate + error,
+                index: index as u32,
+            });
+            limit = upper.threshold();
+        }
+    }
+    let mut top = TopK::new(k);
+    for (low, index) in candidates {
+        if low <= limit {
+            top.push(Scored {
+                distance: exact(index),
+                index,
+            });
+        }
+    }
+    top.into_sorted_vec()
 }
 
 #[cfg(test)]
@@ -163,6 +308,32 @@ mod tests {
             let l1 = |v: &[f32]| v.iter().map(|x| x.abs()).sum::<f32>();
             let bound = 0.5 * sa * l1(&b) + 0.5 * sb * l1(&a) + 0.25 * a.len() as f32 * sa * sb + 1e-4;
             prop_assert!((estimate - exact).abs() <= bound, "{estimate} vs {exact} (bound {bound})");
+        }
+    }
+
+    proptest! {
+        /// The int8 top-k with bounded rerank equals the f32 scan, ids and order.
+        #[test]
+        fn exact_top_k_equals_the_f32_scan(
+            seed in 0u64..1000,
+            n in 1usize..300,
+            k in 1usize..20,
+            metric in prop::sample::select(vec![Metric::Cosine, Metric::Dot, Metric::L2]),
+        ) {
+            let dim = 24;
+            let rows: Vec<f32> = crate::vector::test_data::records(seed, n, dim)
+                .into_iter()
+                .flat_map(|(_, v)| metric.prepare(&v))
+                .collect();
+            let query = metric.prepare(&crate::vector::test_data::queries(seed, 1, dim)[0]);
+            let codes = QuantizedVectors::from_rows(dim, &rows);
+            let f32_distance = |i: u32| metric.distance(&query, &rows[i as usize * dim..(i as usize + 1) * dim]);
+            let mut scan = TopK::new(k);
+            for i in 0..n as u32 {
+                scan.push(Scored { distance: f32_distance(i), index: i });
+            }
+            let found = exact_top_k(&codes, metric, &QuantizedQuery::new(&query), k, |_| true, f32_distance);
+            prop_assert_eq!(found, scan.into_sorted_vec());
         }
     }
 

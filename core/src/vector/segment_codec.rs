@@ -8,7 +8,7 @@
 //! head     metric u8 · dim u32 · len u32 · seed u64 · ef_construction u32 · layer_count u32
 //!          per layer: point count u32 · offsets (count + 1) × u32 · link count u32 · links × u32
 //!          per point: id length u16 · id bytes (UTF-8)
-//!          if flags & INT8: scales len × f32 · squared norms len × f32 · codes len × dim × i8
+//!          if flags & INT8: scales, squared norms, L1 norms (len × f32 each) · codes len × dim × i8
 //! vectors  if flags & F32: len × dim × f32, in graph order
 //! ```
 //!
@@ -82,6 +82,9 @@ impl HnswSegment {
             flags |= FLAG_INT8;
             q.scales().iter().for_each(|x| head.extend(x.to_le_bytes()));
             q.norms_squared()
+                .iter()
+                .for_each(|x| head.extend(x.to_le_bytes()));
+            q.l1_norms()
                 .iter()
                 .for_each(|x| head.extend(x.to_le_bytes()));
             head.extend(q.codes().iter().map(|&c| c as u8));
@@ -346,6 +349,7 @@ fn read_head(r: &mut Reader<'_>, flags: u16) -> Result<HnswSegment, DecodeError>
     let quantized = if flags & FLAG_INT8 != 0 {
         let scales = r.f32s(len, "int8 scales")?;
         let norms = r.f32s(len, "int8 norms")?;
+        let l1_norms = r.f32s(len, "int8 L1 norms")?;
         let codes: Vec<i8> = r
             .take(len * dim, "int8 codes")?
             .iter()
@@ -354,7 +358,9 @@ fn read_head(r: &mut Reader<'_>, flags: u16) -> Result<HnswSegment, DecodeError>
         if codes.contains(&i8::MIN) {
             return Err(DecodeError::Malformed("int8 code -128"));
         }
-        Some(QuantizedVectors::from_parts(dim, codes, scales, norms))
+        Some(QuantizedVectors::from_parts(
+            dim, codes, scales, norms, l1_norms,
+        ))
     } else {
         None
     };

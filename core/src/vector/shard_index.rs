@@ -391,10 +391,23 @@ mod tests {
                     .unwrap();
                 assert_eq!(ids(&found), brute_force(&model, q, 10, Some(&even)));
             }
+            if round == 0 {
+                // From here on the sealed segment walks and scans int8 codes;
+                // the exact mode must stay exact (bounded rerank), through
+                // the reseal below too (which keeps the precision).
+                index
+                    .sealed_mut()
+                    .unwrap()
+                    .set_precision(crate::vector::Precision::Int8Rerank);
+            }
             if round == 1 {
                 assert!(index.tombstone_count() > 0 && index.fresh_len() > 0);
                 index.reseal(BuildOptions::with_seed(round)).unwrap();
                 assert_eq!((index.tombstone_count(), index.fresh_len()), (0, 0));
+                assert_eq!(
+                    index.sealed().unwrap().precision(),
+                    crate::vector::Precision::Int8Rerank
+                );
                 assert_eq!(index.len(), model.len());
             }
         }

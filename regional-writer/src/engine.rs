@@ -1,0 +1,711 @@
+//! The writer's state: collections and their shards, over the store.
+//!
+//! Each shard holds core's [`WriterShard`] (records, Automerge documents,
+//! the log head) and a [`ShardIndex`] for authoritative search. A write
+//! locks the shards it touches one at a time, applies its part through core,
+//! and holds the lock until the committer says the new log rows are durable;
+//! only then are they visible to reads and acknowledged. Holding the lock
+//! across the commit keeps per-shard state equal to what the log holds, and
+//! group commit still shares fsyncs between shards and collections.
+//!
+//! On start the engine rebuilds every shard from its latest snapshot plus
+//! the log after it (the same path after a clean stop or a SIGKILL).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+use tidemark_core::ActorId;
+use tidemark_core::limits::Limits;
+use tidemark_core::log::{ConsistencyToken, LogEntry, Offset, Tidemark};
+use tidemark_core::model::{CollectionKey, CollectionSchema, RecordId, SchemaError};
+use tidemark_core::record::RecordState;
+use tidemark_core::shard::{ShardCount, ShardId};
+use tidemark_core::snapshot::Snapshot;
+use tidemark_core::vector::{
+    BuildOptions, Hit, HnswSegment, Metric, Query, QueryError, ShardIndex,
+};
+use tidemark_core::wire::{self, DecodeError, Invalidation, LogRange, Message};
+use tidemark_core::writer::{WriteBatch, WriteError, WriterShard};
+use tokio::sync::broadcast;
+
+use crate::store::{
+    CollectionRow, CommitError, Committer, LogRow, ShardKey, SnapshotRow, SqliteStore, Store,
+    StoreError, WriteSet,
+};
+
+/// Entries between the snapshots the writer keeps per shard: bounds restart
+/// replay and how far a new replica reads the log after its snapshot.
+pub const SNAPSHOT_EVERY: u64 = 10_000;
+
+/// The seed of every sealed segment: the design fixes it so that a segment
+/// built twice from the same records is the same graph.
+const SEAL_SEED: u64 = 0x7469_6465_6d61_726b;
+
+/// Bytes of entries one log-range answer carries at most.
+const MAX_RANGE_BYTES: usize = 8 << 20;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("collection {0} does not exist")]
+    NoCollection(String),
+    #[error("collection {0} exists with another schema")]
+    CollectionExists(String),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("shard {shard} does not exist (the collection has {count})")]
+    NoShard { shard: u32, count: u32 },
+    #[error("the log range is empty or inverted: [{from}, {to})")]
+    BadRange { from: u64, to: u64 },
+    #[error("the write could not be applied: {0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored data does not decode: {0}")]
+    Corrupt(String),
+}
+
+impl From<DecodeError> for EngineError {
+    fn from(err: DecodeError) -> Self {
+        EngineError::Corrupt(err.to_string())
+    }
+}
+
+/// A collection's schema as stored in its row (JSON).
+#[derive(Serialize, Deserialize)]
+struct StoredSchema {
+    dimension: usize,
+    metric: Metric,
+    shards: u32,
+}
+
+pub struct Collection {
+    pub key: CollectionKey,
+    pub schema: CollectionSchema,
+    shards: Vec<tokio::sync::Mutex<Shard>>,
+    /// Committed head per shard, readable without the shard lock.
+    heads: Vec<AtomicU64>,
+}
+
+struct Shard {
+    writer: WriterShard,
+    index: ShardIndex,
+    /// This shard's Automerge actor for JSON edits: one per shard, derived
+    /// from the writer's key, so no other process ever writes as it.
+    actor: ActorId,
+    /// Offset of the latest persisted snapshot.
+    snapshot_at: Option<u64>,
+}
+
+impl Collection {
+    pub fn tidemark(&self) -> Tidemark {
+        let mut tidemark = Tidemark::default();
+        for (i, head) in self.heads.iter().enumerate() {
+            tidemark
+                .shards
+                .insert(ShardId(i as u32), Offset(head.load(Ordering::Acquire)));
+        }
+        tidemark
+    }
+
+    fn shard_index(&self, shard: u32) -> Result<usize, EngineError> {
+        let count = self.schema.shard_count.get();
+        if shard < count {
+            Ok(shard as usize)
+        } else {
+            Err(EngineError::NoShard { shard, count })
+        }
+    }
+}
+
+/// A record as the API returns it.
+pub struct RecordView {
+    pub state: RecordState,
+    pub vector: Option<Vec<f32>>,
+}
+
+pub struct Engine {
+    collections: RwLock<HashMap<CollectionKey, Arc<Collection>>>,
+    committer: Committer,
+    readers: Mutex<Vec<SqliteStore>>,
+    /// Opens more read connections when the pool is empty (behind a mutex:
+    /// a SQLite connection may move between threads but not be shared).
+    template: Mutex<SqliteStore>,
+    signing: SigningKey,
+    limits: Limits,
+    invalidations: broadcast::Sender<Invalidation>,
+}
+
+impl Engine {
+    /// Opens the store under `data_dir`, rebuilds every shard, starts the
+    /// committer.
+    pub fn open(
+        data_dir: &std::path::Path,
+        signing: SigningKey,
+        limits: Limits,
+    ) -> Result<Self, EngineError> {
+        let store = SqliteStore::open(data_dir)?;
+        let reader = store.reader()?;
+        let mut collections = HashMap::new();
+        for row in reader.collections()? {
+            let collection = restore_collection(&reader, &row, &signing, &limits)?;
+            collections.insert(collection.key.clone(), Arc::new(collection));
+        }
+        let committer = Committer::start(store).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (invalidations, _) = broadcast::channel(4096);
+        Ok(Self {
+            collections: RwLock::new(collections),
+            committer,
+            readers: Mutex::new(vec![reader.reader()?]),
+            template: Mutex::new(reader),
+            signing,
+            limits,
+            invalidations,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
+        self.invalidations.subscribe()
+    }
+
+    pub fn collection(&self, key: &CollectionKey) -> Result<Arc<Collection>, EngineError> {
+        self.collections
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(key)
+            .cloned()
+            .ok_or_else(|| EngineError::NoCollection(display(key)))
+    }
+
+    /// Creates a collection; `Ok(false)` if the same one already exists.
+    pub async fn create_collection(
+        &self,
+        key: CollectionKey,
+        schema: CollectionSchema,
+    ) -> Result<bool, EngineError> {
+        if let Ok(existing) = self.collection(&key) {
+            return if existing.schema == schema {
+                Ok(false)
+            } else {
+                Err(EngineError::CollectionExists(display(&key)))
+            };
+        }
+        let stored = StoredSchema {
+            dimension: schema.dimension,
+            metric: schema.metric,
+            shards: schema.shard_count.get(),
+        };
+        let row = CollectionRow {
+            namespace: key.namespace.as_str().to_string(),
+            name: key.collection.as_str().to_string(),
+            schema: serde_json::to_vec(&stored).map_err(|e| EngineError::Corrupt(e.to_string()))?,
+        };
+        // Two concurrent creations may both get here; the second insert
+        // replaces the row with the same schema, and the map keeps the first.
+        self.committer
+            .commit(WriteSet {
+                collections: vec![row],
+                ..WriteSet::default()
+            })
+            .await?;
+        let collection = new_collection(key.clone(), schema, &self.signing, &self.limits, |_| {
+            Ok(None)
+        })?;
+        let mut map = self
+            .collections
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.entry(key).or_insert_with(|| Arc::new(collection));
+        Ok(true)
+    }
+
+    /// Applies a batch, shard by shard, acknowledging only durable parts.
+    ///
+    /// Vectors of every op are validated before any shard is touched, so the
+    /// common bad input changes nothing. Each shard's part is applied whole
+    /// or not at all; a batch spanning shards whose later part fails (a bad
+    /// Automerge change) leaves earlier parts applied, and re-sending it is
+    /// safe because applying a change twice changes nothing.
+    pub async fn write(
+        &self,
+        batch: &WriteBatch,
+        time_ms: i64,
+    ) -> Result<ConsistencyToken, EngineError> {
+        batch.check_limits(&self.limits)?;
+        let collection = self.collection(&batch.collection)?;
+        for op in &batch.ops {
+            if let Some(vector) = &op.vector {
+                collection
+                    .schema
+                    .prepare_vector(vector)
+                    .map_err(|error| WriteError::Vector {
+                        id: op.id.clone(),
+                        error,
+                    })?;
+            }
+        }
+        let mut token = ConsistencyToken::default();
+        for (shard_id, part) in batch.split_by_shard(collection.schema.shard_count) {
+            let i = shard_id.0 as usize;
+            let mut shard = collection.shards[i].lock().await;
+            let shard = &mut *shard;
+            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                shard.writer.apply(&part, &shard.actor, time_ms)
+            }));
+            let outcome = match applied {
+                Ok(result) => result?,
+                Err(_) => {
+                    // A panic inside Automerge on crafted change bytes: the
+                    // staged copies are dropped, but rebuild the shard from
+                    // the log to be certain nothing half-applied survives.
+                    tracing::error!(shard = i, "applying a batch panicked; rebuilding the shard");
+                    self.rebuild_shard(&collection, shard, shard_id)?;
+                    return Err(EngineError::Rejected(
+                        "a change could not be applied".into(),
+                    ));
+                }
+            };
+            if outcome.entries.is_empty() {
+                token.merge(&outcome.token);
+                continue;
+            }
+            let key = shard_key(&collection.key, shard_id);
+            let log = outcome
+                .entries
+                .iter()
+                .map(|entry| LogRow {
+                    shard: key.clone(),
+                    offset: entry.offset.0,
+                    entry: entry.to_bytes(),
+                })
+                .collect();
+            if let Err(err) = self
+                .committer
+                .commit(WriteSet {
+                    log,
+                    ..WriteSet::default()
+                })
+                .await
+            {
+                // The in-memory shard counted entries the log does not hold.
+                self.rebuild_shard(&collection, shard, shard_id)?;
+                return Err(err.into());
+            }
+            for entry in &outcome.entries {
+                index_entry(&mut shard.index, entry);
+            }
+            let head = shard.writer.head().0;
+            collection.heads[i].store(head, Ordering::Release);
+            let _ = self.invalidations.send(Invalidation {
+                collection: collection.key.clone(),
+                shard: shard_id,
+                head: Offset(head),
+            });
+            if head - shard.snapshot_at.unwrap_or(0) >= SNAPSHOT_EVERY {
+                self.persist_snapshot(&collection.key, shard).await?;
+            }
+            token.merge(&outcome.token);
+        }
+        Ok(token)
+    }
+
+    fn rebuild_shard(
+        &self,
+        collection: &Collection,
+        shard: &mut Shard,
+        id: ShardId,
+    ) -> Result<(), EngineError> {
+        let reader = self.reader()?;
+        let rebuilt = restore_shard(
+            &reader,
+            &collection.key,
+            collection.schema,
+            id,
+            &self.signing,
+            &self.limits,
+        )?;
+        self.return_reader(reader);
+        *shard = rebuilt;
+        Ok(())
+    }
+
+    pub async fn get(
+        &self,
+        key: &CollectionKey,
+        id: &RecordId,
+    ) -> Result<(Option<RecordView>, Tidemark), EngineError> {
+        let collection = self.collection(key)?;
+        let shard_id = key.shard_of(id, collection.schema.shard_count);
+        let shard = collection.shards[shard_id.0 as usize].lock().await;
+        let view = shard.writer.record(id).and_then(|(state, vector)| {
+            (!state.deleted).then(|| RecordView {
+                state,
+                vector: vector.map(<[f32]>::to_vec),
+            })
+        });
+        Ok((view, collection.tidemark()))
+    }
+
+    /// Top-k over every shard, with each hit's fields.
+    pub async fn search(
+        &self,
+        key: &CollectionKey,
+        query: &Query<'_>,
+    ) -> Result<(Vec<(Hit, Value)>, Tidemark), EngineError> {
+        let collection = self.collection(key)?;
+        let mut lists = Vec::with_capacity(collection.shards.len());
+        for shard in &collection.shards {
+            let shard = shard.lock().await;
+            let hits = shard.index.search(query)?;
+            let with_fields: Vec<(Hit, Value)> = hits
+                .into_iter()
+                .map(|hit| {
+                    let fields = RecordId::new(hit.id.clone(), &self.limits)
+                        .ok()
+                        .and_then(|id| shard.writer.record(&id))
+                        .map_or(Value::Null, |(state, _)| Value::Object(state.fields));
+                    (hit, fields)
+                })
+                .collect();
+            lists.push(with_fields);
+        }
+        let mut all: Vec<(Hit, Value)> = lists.into_iter().flatten().collect();
+        all.sort_by(|(a, _), (b, _)| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        all.truncate(query.k);
+        Ok((all, collection.tidemark()))
+    }
+
+    pub fn head(&self, key: &CollectionKey, shard: u32) -> Result<u64, EngineError> {
+        let collection = self.collection(key)?;
+        let i = collection.shard_index(shard)?;
+        Ok(collection.heads[i].load(Ordering::Acquire))
+    }
+
+    /// A signed `LogRange` of `[from, min(to, head))`, bounded in entries and
+    /// bytes; the flag says whether it is the complete, immutable `[from, to)`.
+    pub async fn log_range(
+        &self,
+        key: &CollectionKey,
+        shard: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<(Vec<u8>, bool), EngineError> {
+        if to <= from {
+            return Err(EngineError::BadRange { from, to });
+        }
+        let collection = self.collection(key)?;
+        let i = collection.shard_index(shard)?;
+        let head = collection.heads[i].load(Ordering::Acquire);
+        let end = to
+            .min(head)
+            .min(from.saturating_add(self.limits.max_range_entries as u64));
+        let skey = shard_key(key, ShardId(shard));
+        let rows = if from < end {
+            self.blocking_read(move |r| r.log_range(&skey, from, end, MAX_RANGE_BYTES))
+                .await?
+        } else {
+            Vec::new()
+        };
+        let complete = to <= head && rows.len() as u64 == to - from;
+        let entries = rows
+            .iter()
+            .map(|row| LogEntry::from_bytes(&row.entry, &self.limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        let message = Message::LogRange(LogRange {
+            collection: key.clone(),
+            shard: ShardId(shard),
+            from: Offset(from),
+            entries,
+        });
+        Ok((wire::encode_signed(&message, &self.signing), complete))
+    }
+
+    /// The latest signed snapshot of a shard and its offset, built now if the
+    /// shard has none yet.
+    pub async fn snapshot(
+        &self,
+        key: &CollectionKey,
+        shard: u32,
+    ) -> Result<(Vec<u8>, u64), EngineError> {
+        let collection = self.collection(key)?;
+        let i = collection.shard_index(shard)?;
+        let skey = shard_key(key, ShardId(shard));
+        let stored = {
+            let skey = skey.clone();
+            self.blocking_read(move |r| r.latest_snapshot(&skey))
+                .await?
+        };
+        if let Some(row) = stored {
+            return Ok((row.body, row.offset));
+        }
+        let mut guard = collection.shards[i].lock().await;
+        let (body, offset) = self.persist_snapshot(key, &mut guard).await?;
+        Ok((body, offset))
+    }
+
+    /// Builds, signs and persists the shard's snapshot at its head.
+    async fn persist_snapshot(
+        &self,
+        key: &CollectionKey,
+        shard: &mut Shard,
+    ) -> Result<(Vec<u8>, u64), EngineError> {
+        if shard.index.needs_reseal() {
+            // Sealing builds an HNSW graph (seconds for tens of thousands of
+            // 384-d vectors): keep it off the async workers' queue. Replicas
+            // load the sealed graph from the snapshot instead of building it.
+            let index = &mut shard.index;
+            let sealed =
+                tokio::task::block_in_place(|| index.reseal(BuildOptions::with_seed(SEAL_SEED)));
+            if let Err(err) = sealed {
+                tracing::error!(%err, "resealing failed; the snapshot ships no sealed segment");
+            }
+        }
+        let segment = shard.index.sealed().map(HnswSegment::to_bytes);
+        let snapshot = shard.writer.snapshot(segment);
+        let offset = snapshot.offset.0;
+        let body = wire::encode_signed(&Message::Snapshot(snapshot), &self.signing);
+        let row = SnapshotRow {
+            shard: shard_key(key, shard.writer.shard()),
+            offset,
+            body: body.clone(),
+        };
+        self.committer
+            .commit(WriteSet {
+                snapshots: vec![row],
+                ..WriteSet::default()
+            })
+            .await?;
+        shard.snapshot_at = Some(offset);
+        Ok((body, offset))
+    }
+
+    async fn blocking_read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let reader = self.reader()?;
+        let (reader, result) = tokio::task::spawn_blocking(move || {
+            let result = read(&reader);
+            (reader, result)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.return_reader(reader);
+        Ok(result?)
+    }
+
+    fn reader(&self) -> Result<SqliteStore, EngineError> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(reader) => Ok(reader),
+            None => Ok(self
+                .template
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reader()?),
+        }
+    }
+
+    fn return_reader(&self, reader: SqliteStore) {
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        // Enough for the blocking pool's concurrency in practice; extras close.
+        if pool.len() < 16 {
+            pool.push(reader);
+        }
+    }
+}
+
+fn display(key: &CollectionKey) -> String {
+    format!("{}/{}", key.namespace.as_str(), key.collection.as_str())
+}
+
+pub fn shard_key(key: &CollectionKey, shard: ShardId) -> ShardKey {
+    ShardKey {
+        namespace: key.namespace.as_str().to_string(),
+        collection: key.collection.as_str().to_string(),
+        shard: shard.0,
+    }
+}
+
+fn index_entry(index: &mut ShardIndex, entry: &LogEntry) {
+    let fields = Value::Object(entry.fields.clone());
+    let vector = if entry.deleted {
+        None
+    } else {
+        entry.vector.as_deref()
+    };
+    // The writer validated the vector before it entered the log; an error
+    // here would mean the index and the log disagree, which is worth a log
+    // line but not a failed write (the record stays readable by id).
+    if let Err(err) = index.upsert(entry.id.as_str(), vector, fields) {
+        tracing::error!(id = entry.id.as_str(), %err, "log entry not indexed");
+    }
+}
+
+/// The shard's actor for JSON edits: the writer's public key, the
+/// collection's routing hash and the shard number. Stable across restarts
+/// (Automerge continues the actor's sequence from the restored documents)
+/// and unique per shard, so no two shards or writers share an actor.
+fn shard_actor(signing: &SigningKey, key: &CollectionKey, shard: ShardId) -> ActorId {
+    let collection =
+        tidemark_core::shard::route_hash(key.namespace.as_str(), key.collection.as_str(), "");
+    let mut bytes = signing.verifying_key().to_bytes().to_vec();
+    bytes.extend(collection.to_le_bytes());
+    bytes.extend(shard.0.to_le_bytes());
+    ActorId::from(bytes)
+}
+
+fn new_collection(
+    key: CollectionKey,
+    schema: CollectionSchema,
+    signing: &SigningKey,
+    limits: &Limits,
+    mut shard: impl FnMut(ShardId) -> Result<Option<Shard>, EngineError>,
+) -> Result<Collection, EngineError> {
+    let mut shards = Vec::new();
+    let mut heads = Vec::new();
+    for id in schema.shard_count.shards() {
+        let state = match shard(id)? {
+            Some(state) => state,
+            None => Shard {
+                writer: WriterShard::new(key.clone(), schema, id, limits.clone()),
+                index: ShardIndex::new(schema.metric, schema.dimension),
+                actor: shard_actor(signing, &key, id),
+                snapshot_at: None,
+            },
+        };
+        heads.push(AtomicU64::new(state.writer.head().0));
+        shards.push(tokio::sync::Mutex::new(state));
+    }
+    Ok(Collection {
+        key,
+        schema,
+        shards,
+        heads,
+    })
+}
+
+fn restore_collection(
+    reader: &SqliteStore,
+    row: &CollectionRow,
+    signing: &SigningKey,
+    limits: &Limits,
+) -> Result<Collection, EngineError> {
+    let stored: StoredSchema = serde_json::from_slice(&row.schema)
+        .map_err(|e| EngineError::Corrupt(format!("schema: {e}")))?;
+    let count = ShardCount::new(stored.shards).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    let schema = CollectionSchema::new(stored.dimension, stored.metric, count, limits)?;
+    let key = collection_key(&row.namespace, &row.name)?;
+    new_collection(key.clone(), schema, signing, limits, |id| {
+        restore_shard(reader, &key, schema, id, signing, limits).map(Some)
+    })
+}
+
+pub fn collection_key(namespace: &str, name: &str) -> Result<CollectionKey, EngineError> {
+    use tidemark_core::model::{CollectionName, Namespace};
+    let namespace = Namespace::new(namespace).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    let name = CollectionName::new(name).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    Ok(CollectionKey::new(namespace, name))
+}
+
+/// One shard from the latest snapshot plus the log after it.
+fn restore_shard(
+    reader: &SqliteStore,
+    key: &CollectionKey,
+    schema: CollectionSchema,
+    id: ShardId,
+    signing: &SigningKey,
+    limits: &Limits,
+) -> Result<Shard, EngineError> {
+    let skey = shard_key(key, id);
+    let snapshot: Option<Snapshot> = match reader.latest_snapshot(&skey)? {
+        None => None,
+        Some(row) => match wire::decode_verified(&row.body, &signing.verifying_key(), limits)? {
+            Message::Snapshot(snapshot) => Some(snapshot),
+            _ => {
+                return Err(EngineError::Corrupt(
+                    "snapshot row holds another message".into(),
+                ));
+            }
+        },
+    };
+    let snapshot_at = snapshot.as_ref().map(|s| s.offset.0);
+    let mut from = snapshot_at.unwrap_or(0);
+    let mut entries = Vec::new();
+    loop {
+        let rows = reader.log_range(&skey, from, u64::MAX >> 1, MAX_RANGE_BYTES)?;
+        let Some(last) = rows.last() else { break };
+        from = last.offset + 1;
+        for row in &rows {
+            entries.push(LogEntry::from_bytes(&row.entry, limits)?);
+        }
+    }
+    let writer = WriterShard::restore(
+        key.clone(),
+        schema,
+        id,
+        limits.clone(),
+        snapshot.as_ref(),
+        &entries,
+    )
+    .map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    let mut index = match snapshot.as_ref().and_then(|s| s.index_segment.as_deref()) {
+        Some(bytes) => {
+            let segment =
+                HnswSegment::from_bytes(bytes).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            let fields = snapshot
+                .iter()
+                .flat_map(|s| &s.records)
+                .map(|r| (r.id.as_str().to_string(), Value::Object(r.fields.clone())))
+                .collect();
+            ShardIndex::from_sealed(segment, fields)
+        }
+        None => {
+            let mut index = ShardIndex::new(schema.metric, schema.dimension);
+            for record in writer.live_records() {
+                if let Err(err) = index.upsert(
+                    record.id.as_str(),
+                    record.vector.as_deref(),
+                    Value::Object(record.fields),
+                ) {
+                    tracing::error!(id = record.id.as_str(), %err, "stored record not indexed");
+                }
+            }
+            index
+        }
+    };
+    if snapshot.as_ref().is_some_and(|s| s.index_segment.is_some()) {
+        for entry in &entries {
+            index_entry(&mut index, entry);
+        }
+    }
+    Ok(Shard {
+        writer,
+        index,
+        actor: shard_actor(signing, key, id),
+        snapshot_at,
+    })
+}
