@@ -528,8 +528,9 @@ impl Collection {
         &self,
         id: String,
         #[wasm_bindgen(unchecked_param_type = "Fields")] fields: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Vector | null | undefined")] vector: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "Vector | null")] vector: Option<JsValue>,
     ) -> Promise {
+        let vector = vector.unwrap_or(JsValue::UNDEFINED);
         match (fields_from_js(&fields, "fields"), vector_from_js(&vector)) {
             (Ok(fields), Ok(vector)) => self.write(id, Some(JsonEdit::Put(fields)), vector),
             (Err(e), _) | (_, Err(e)) => Self::rejected(e),
@@ -542,8 +543,9 @@ impl Collection {
         &self,
         id: String,
         #[wasm_bindgen(unchecked_param_type = "Fields")] patch: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Vector | null | undefined")] vector: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "Vector | null")] vector: Option<JsValue>,
     ) -> Promise {
+        let vector = vector.unwrap_or(JsValue::UNDEFINED);
         match (fields_from_js(&patch, "patch"), vector_from_js(&vector)) {
             (Ok(patch), Ok(vector)) => self.write(id, Some(JsonEdit::Patch(patch)), vector),
             (Err(e), _) | (_, Err(e)) => Self::rejected(e),
@@ -582,8 +584,9 @@ impl Collection {
     pub fn search(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Vector")] vector: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SearchOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SearchOptions")] options: Option<JsValue>,
     ) -> Result<JsValue, JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         let vector = vector_from_js(&vector)?
             .ok_or_else(|| SdkError::InvalidArgument("search needs a vector".into()))?;
         let options = search_options(&options)?;
