@@ -161,6 +161,9 @@ struct Runner {
     wake: RefCell<Option<(Function, JsValue)>>,
     poll_ms: u32,
     attempt: Cell<u32>,
+    /// The network as the host's `online` / `offline` events last reported
+    /// it (initially `navigator.onLine`); the loop does not try while false.
+    net_up: Cell<bool>,
     /// online/offline listeners on the global object, removed on close.
     net_listeners: RefCell<Vec<NetListener>>,
 }
@@ -205,7 +208,7 @@ impl Runner {
     /// network coming back; after a retryable failure waits with backoff.
     async fn run_loop(self: Rc<Self>) {
         while !self.client.is_closed() {
-            let delay = if navigator_online() {
+            let delay = if self.net_up.get() {
                 match JsFuture::from(self.sync()).await {
                     Ok(_) => {
                         self.attempt.set(0);
@@ -245,6 +248,7 @@ impl Runner {
             let weak = Rc::downgrade(self);
             let handler = Closure::<dyn FnMut()>::new(move || {
                 if let Some(runner) = weak.upgrade() {
+                    runner.net_up.set(online);
                     runner.client.set_online(online);
                     if online {
                         runner.attempt.set(0);
@@ -369,6 +373,7 @@ impl Tidemark {
             wake: RefCell::new(None),
             poll_ms,
             attempt: Cell::new(0),
+            net_up: Cell::new(navigator_online()),
             net_listeners: RefCell::new(Vec::new()),
         });
         runner.listen_to_network();

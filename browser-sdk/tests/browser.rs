@@ -372,3 +372,64 @@ async fn bad_answers_from_the_server_leave_the_replica_unchanged() {
     assert_eq!(applied, 0);
     call(&db, "close", &[]);
 }
+
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .unwrap()
+            .unchecked_into();
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &ms.into())
+            .unwrap();
+    });
+    JsFuture::from(promise).await.unwrap();
+}
+
+fn dispatch(event: &str) {
+    let window = js_sys::global();
+    let make: Function = Function::new_with_args("name", "return new Event(name);");
+    let event = make.call1(&JsValue::NULL, &event.into()).unwrap();
+    call(&window, "dispatchEvent", &[event]);
+}
+
+#[wasm_bindgen_test]
+async fn the_loop_pauses_offline_and_syncs_as_soon_as_the_browser_is_online() {
+    let writer = Rc::new(LocalWriter::new(2));
+    let transport: Rc<dyn Transport> = writer.clone();
+    let client = Client::open(
+        NAMESPACE,
+        None,
+        Rc::new(tidemark_browser_sdk::store::MemoryStore::new()),
+        transport,
+    )
+    .await
+    .unwrap();
+    // A long poll interval: only the `online` event can make it sync soon.
+    let db = JsValue::from(tidemark_browser_sdk::Tidemark::from_client(
+        client, true, 600_000,
+    ));
+    let notes = resolve(call(&db, "collection", &["notes".into()]))
+        .await
+        .unwrap();
+    sleep_ms(50).await;
+    dispatch("offline");
+    sleep_ms(20).await;
+    let status = from_js(&call(&db, "status", &[]), "s").unwrap();
+    assert_eq!(status["online"], false);
+    let requests = writer.requests.get();
+    resolve(call(&notes, "put", &["x".into(), to_js(&json!({"v": 1}))]))
+        .await
+        .unwrap();
+    sleep_ms(100).await;
+    assert_eq!(writer.requests.get(), requests, "no request while offline");
+    dispatch("online");
+    let mut waited = 0;
+    while writer.fields("x").is_none() && waited < 2_000 {
+        sleep_ms(20).await;
+        waited += 20;
+    }
+    assert_eq!(writer.fields("x"), Some(obj(json!({"v": 1}))));
+    let status = from_js(&call(&db, "status", &[]), "s").unwrap();
+    assert_eq!(status["online"], true);
+    call(&db, "close", &[]);
+}

@@ -465,3 +465,110 @@ async fn the_js_api_writes_reads_searches_and_syncs() {
     );
     call(&db, "close", &[]);
 }
+
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let set_timeout: Function = Reflect::get(&global, &"setTimeout".into())
+            .unwrap()
+            .unchecked_into();
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &ms.into())
+            .unwrap();
+    });
+    JsFuture::from(promise).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn the_background_loop_pushes_local_writes_and_retries_after_failures() {
+    let writer = Rc::new(LocalWriter::new(2));
+    let transport: Rc<dyn Transport> = writer.clone();
+    let client = Client::open(NAMESPACE, None, Rc::new(MemoryStore::new()), transport)
+        .await
+        .unwrap();
+    let db = JsValue::from(Tidemark::from_client(client, true, 20));
+    let notes = resolve(call(&db, "collection", &[COLLECTION.into()]))
+        .await
+        .unwrap();
+    // The schema came while online; now the network goes.
+    writer.offline.set(true);
+    resolve(call(&notes, "put", &["x".into(), to_js(&json!({"v": 1}))]))
+        .await
+        .unwrap();
+    sleep_ms(100).await;
+    let status = from_js(&call(&db, "status", &[]), "status").unwrap();
+    assert_eq!(status["pending"], 1);
+    assert_eq!(status["online"], false);
+    assert_eq!(status["lastError"]["code"], "offline");
+    // The network comes back: the loop's backoff retry (≤ 1 s) pushes it.
+    writer.offline.set(false);
+    let mut waited = 0;
+    while writer.fields("x").is_none() && waited < 3_000 {
+        sleep_ms(50).await;
+        waited += 50;
+    }
+    assert_eq!(writer.fields("x"), Some(obj(json!({"v": 1}))));
+    sleep_ms(100).await;
+    let status = from_js(&call(&db, "status", &[]), "status").unwrap();
+    assert_eq!(status["pending"], 0, "{status}");
+    assert_eq!(status["online"], true);
+    call(&db, "close", &[]);
+    // Closed: no more requests.
+    sleep_ms(60).await;
+    let requests = writer.requests.get();
+    sleep_ms(100).await;
+    assert_eq!(writer.requests.get(), requests);
+}
+
+/// `fetch` stand-in: 401 unless the token is "fresh", then `/v1/keys`.
+fn fetch_needing_fresh_token(writer_key: &str) -> Function {
+    let make = Function::new_with_args(
+        "key",
+        "return (url, init) => Promise.resolve(init.headers.authorization === 'Bearer fresh'
+            ? new Response(JSON.stringify({writer: key, token_issuer: key}), {status: 200})
+            : new Response(JSON.stringify({error: {code: 'unauthenticated', message: 'expired'}}), {status: 401}));",
+    );
+    make.call1(&JsValue::NULL, &writer_key.into())
+        .unwrap()
+        .unchecked_into()
+}
+
+#[wasm_bindgen_test]
+async fn a_401_asks_for_a_new_token_once_and_retries() {
+    use tidemark_browser_sdk::transport::HttpTransport;
+    let key = LocalWriter::new(1).key_hex();
+    let fetch = fetch_needing_fresh_token(&key);
+
+    let stale =
+        HttpTransport::new("http://writer", "stale".into(), Some(fetch.clone()), None).unwrap();
+    let error =
+        match Client::open(NAMESPACE, None, Rc::new(MemoryStore::new()), Rc::new(stale)).await {
+            Ok(_) => panic!("opened with an expired token"),
+            Err(error) => error,
+        };
+    assert_eq!(error.code(), "unauthenticated");
+
+    let asked = Rc::new(RefCell::new(0));
+    let count = asked.clone();
+    let refresh = Closure::<dyn FnMut() -> JsValue>::new(move || {
+        *count.borrow_mut() += 1;
+        js_sys::Promise::resolve(&JsValue::from("fresh")).into()
+    });
+    let refresh: Function = refresh.into_js_value().unchecked_into();
+    let renewing =
+        HttpTransport::new("http://writer", "stale".into(), Some(fetch), Some(refresh)).unwrap();
+    let renewing = Rc::new(renewing);
+    Client::open(
+        NAMESPACE,
+        None,
+        Rc::new(MemoryStore::new()),
+        renewing.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*asked.borrow(), 1);
+    // The new token is kept: no second refresh.
+    let again = renewing.writer_key().await.unwrap();
+    assert_eq!(again, key);
+    assert_eq!(*asked.borrow(), 1);
+}
