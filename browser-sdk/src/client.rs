@@ -188,22 +188,38 @@ impl Client {
             }
             None => {
                 let schema = self.transport.schema(&key).await?;
-                let mut local = LocalCollection::new(key, schema, &random_actor()?);
+                // Registered before persisting, so a concurrent call that
+                // also waited for the schema takes this one (one actor, one
+                // outbox) instead of persisting a second.
+                if let Some(open) = self.collections.borrow().get(name) {
+                    return Ok(open.clone());
+                }
+                let local = Rc::new(RefCell::new(LocalCollection::new(
+                    key,
+                    schema,
+                    &random_actor()?,
+                )));
+                self.collections
+                    .borrow_mut()
+                    .insert(name.to_string(), local.clone());
                 let saved = SavedSchema {
                     dimension: schema.dimension,
                     metric: schema.metric,
                     shards: schema.shard_count.get(),
                 };
-                let mut writes = local.take_persist();
+                let mut writes = local.borrow_mut().take_persist();
                 writes.push((
                     keys::schema(name),
                     Some(serde_json::to_vec(&saved).unwrap_or_default()),
                 ));
-                self.store.write_all(writes).await?;
-                local
+                if let Err(error) = self.store.write_all(writes).await {
+                    self.collections.borrow_mut().remove(name);
+                    return Err(error);
+                }
+                return Ok(local);
             }
         };
-        // Another call may have opened it while this one awaited.
+        // Another call may have restored it while this one awaited.
         let local = self
             .collections
             .borrow_mut()
