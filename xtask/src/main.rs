@@ -11,7 +11,9 @@
 //!   every sub-command runs in.
 //! - `provision.rs`: idempotent installs, each announced before it runs.
 //! - `pipeline.rs`: ordered steps, stop at the first failure, a summary.
+//! - `sdk_package.rs`: `cargo xtask build sdk`, the npm package `tidemark`.
 //! - `test.rs`: the steps of `cargo xtask test`.
+//! - `test_writer.rs`: a real writer on 127.0.0.1 for suites that need one.
 //! - `simd_scan.rs`: proof that a wasm module really contains SIMD128 code.
 //! - `demo.rs`: `cargo xtask demo`.
 //! - `bench_search.rs`: `cargo xtask bench search`, Tidemark's wasm search
@@ -27,8 +29,10 @@ mod bench_writer;
 mod demo;
 mod pipeline;
 mod provision;
+mod sdk_package;
 mod simd_scan;
 mod test;
+mod test_writer;
 mod toolchain;
 
 use std::process::ExitCode;
@@ -43,6 +47,7 @@ commands:
   demo        provision what is missing, then start the demo
   setup       provision only (idempotent; says what it installs)
   build edge  build the edge worker with worker-build (used by wrangler.toml)
+  build sdk   build the npm package `tidemark` into browser-sdk/pkg
   bench search [--data DIR] [--json FILE]
               seal the dataset natively, then measure Tidemark's wasm search and
               the npm peers in one node process (default data:
@@ -98,6 +103,12 @@ fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
             let toolchain = Toolchain::discover()?;
             provision::all(&toolchain)?;
             test::build_edge(&toolchain)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ["build", "sdk"] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            sdk_package::build(&toolchain)?;
             Ok(ExitCode::SUCCESS)
         }
         ["bench", "search", rest @ ..] => {

@@ -8,6 +8,7 @@ use anyhow::{Context, ensure};
 use crate::pipeline::Pipeline;
 use crate::provision::{capture, run};
 use crate::simd_scan;
+use crate::test_writer::TestWriter;
 use crate::toolchain::{Toolchain, WASM_TARGET};
 
 /// The crates that only exist on wasm32 (empty on the host).
@@ -63,15 +64,22 @@ pub fn suite(toolchain: &Toolchain) -> ExitCode {
     p.step("core on wasm32 + simd128 (node)", || core_wasm(t));
     p.step("browser SDK (node)", || sdk(t, &["--node"]));
     p.step("browser SDK (headless Chromium)", || {
-        let result = sdk(
-            t,
-            &[
+        // The convergence and bad-answer tests talk to a real writer; its
+        // address reaches the wasm tests at compile time (`option_env!`).
+        let writer = TestWriter::start(t)?;
+        let result = run(t
+            .command(t.tool("wasm-pack"))
+            .args([
+                "test",
                 "--headless",
                 "--chrome",
                 "--chromedriver",
                 "/usr/bin/chromedriver",
-            ],
-        );
+                "browser-sdk",
+            ])
+            .env("TIDEMARK_TEST_WRITER_URL", &writer.url)
+            .env("TIDEMARK_TEST_WRITER_TOKEN", &writer.token));
+        drop(writer);
         clean_chromium_leftovers();
         result
     });
