@@ -25,55 +25,47 @@
 //! same with squared differences for L2): each summation order is within
 //! `n·ε·Σ|terms|` of the exact value.
 
+/// Calls kernel `$name` in the best implementation for this target:
+/// `simd128` on wasm32, `avx2` on x86_64 when the CPU has it, else
+/// `$fallback` (the implementation that sums in the same order as the SIMD
+/// ones where results must be bit-identical).
+macro_rules! dispatch {
+    ($name:ident, $fallback:ident, $a:expr, $b:expr) => {{
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            simd128::$name($a, $b)
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx2::available() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                return unsafe { avx2::$name($a, $b) };
+            }
+            $fallback::$name($a, $b)
+        }
+        #[cfg(not(any(
+            all(target_arch = "wasm32", target_feature = "simd128"),
+            target_arch = "x86_64"
+        )))]
+        {
+            $fallback::$name($a, $b)
+        }
+    }};
+}
+
 /// `Σ a_i·b_i`. The slices must have the same length (callers validate
 /// dimensions at ingest and at query time; a mismatch here is a bug).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        simd128::dot(a, b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2::available() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2::dot(a, b) };
-        }
-        blocked::dot(a, b)
-    }
-    #[cfg(not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        target_arch = "x86_64"
-    )))]
-    {
-        blocked::dot(a, b)
-    }
+    dispatch!(dot, blocked, a, b)
 }
 
 /// `Σ (a_i - b_i)²`. Same length contract as [`dot`].
 #[inline]
 pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        simd128::l2_squared(a, b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2::available() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2::l2_squared(a, b) };
-        }
-        blocked::l2_squared(a, b)
-    }
-    #[cfg(not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        target_arch = "x86_64"
-    )))]
-    {
-        blocked::l2_squared(a, b)
-    }
+    dispatch!(l2_squared, blocked, a, b)
 }
 
 /// `Σ a_i·b_i` over int8 codes, exact in `i32`. Codes must lie in
@@ -83,25 +75,7 @@ pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     debug_assert_eq!(a.len(), b.len());
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        simd128::dot_i8(a, b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2::available() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            return unsafe { avx2::dot_i8(a, b) };
-        }
-        scalar::dot_i8(a, b)
-    }
-    #[cfg(not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        target_arch = "x86_64"
-    )))]
-    {
-        scalar::dot_i8(a, b)
-    }
+    dispatch!(dot_i8, scalar, a, b)
 }
 
 /// `Σ a_i·b_i` of int8 codes `a` and a query's codes widened to `i16` once
