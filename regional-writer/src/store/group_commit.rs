@@ -204,16 +204,6 @@ mod tests {
         ) -> Result<Vec<LogRow>, StoreError> {
             self.inner.log_range(s, f, t, m)
         }
-        fn record(
-            &self,
-            s: &ShardKey,
-            id: &str,
-        ) -> Result<Option<crate::store::RecordRow>, StoreError> {
-            self.inner.record(s, id)
-        }
-        fn records(&self, s: &ShardKey) -> Result<Vec<crate::store::RecordRow>, StoreError> {
-            self.inner.records(s)
-        }
         fn latest_snapshot(
             &self,
             s: &ShardKey,

@@ -2,6 +2,9 @@
 //! small trait, so that the embedded SQLite store and (for scale-out) a
 //! PostgreSQL store are interchangeable.
 //!
+//! Records are not stored apart from the log: the writer rebuilds them from
+//! the latest snapshot plus the log after it, so the log stays the one truth.
+//!
 //! The port is deliberately narrow and byte-oriented: the rules (offsets,
 //! CRDT merges, validation) live in `tidemark-core`; a store only has to make
 //! a [`WriteSet`] durable atomically and serve back what it holds. Log rows
@@ -50,21 +53,6 @@ pub struct LogRow {
     pub entry: Vec<u8>,
 }
 
-/// A record's current state after the latest entry that touched it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecordRow {
-    pub shard: ShardKey,
-    pub id: String,
-    /// The saved Automerge document.
-    pub doc: Vec<u8>,
-    /// The materialized fields, as JSON.
-    pub fields: Vec<u8>,
-    pub vector: Option<Vec<f32>>,
-    pub deleted: bool,
-    /// The offset of the latest entry for this record.
-    pub offset: u64,
-}
-
 /// A snapshot of a shard at `offset`, encoded by core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotRow {
@@ -78,23 +66,18 @@ pub struct SnapshotRow {
 pub struct WriteSet {
     pub collections: Vec<CollectionRow>,
     pub log: Vec<LogRow>,
-    pub records: Vec<RecordRow>,
     pub snapshots: Vec<SnapshotRow>,
 }
 
 impl WriteSet {
     pub fn is_empty(&self) -> bool {
-        self.collections.is_empty()
-            && self.log.is_empty()
-            && self.records.is_empty()
-            && self.snapshots.is_empty()
+        self.collections.is_empty() && self.log.is_empty() && self.snapshots.is_empty()
     }
 
     /// Appends `other`, keeping the order of log rows (the commit order).
     pub fn extend(&mut self, other: WriteSet) {
         self.collections.extend(other.collections);
         self.log.extend(other.log);
-        self.records.extend(other.records);
         self.snapshots.extend(other.snapshots);
     }
 }
@@ -135,12 +118,6 @@ pub trait Store: Send + 'static {
         to: u64,
         max_bytes: usize,
     ) -> Result<Vec<LogRow>, StoreError>;
-
-    fn record(&self, shard: &ShardKey, id: &str) -> Result<Option<RecordRow>, StoreError>;
-
-    /// Every record of a shard (live and deleted), ordered by id: what a
-    /// restarting writer rebuilds its shard state from.
-    fn records(&self, shard: &ShardKey) -> Result<Vec<RecordRow>, StoreError>;
 
     fn latest_snapshot(&self, shard: &ShardKey) -> Result<Option<SnapshotRow>, StoreError>;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{CollectionRow, LogRow, RecordRow, ShardKey, SnapshotRow, Store, StoreError, WriteSet};
+use super::{CollectionRow, LogRow, ShardKey, SnapshotRow, Store, StoreError, WriteSet};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS collections (
@@ -27,18 +27,6 @@ CREATE TABLE IF NOT EXISTS log (
     offset     INTEGER NOT NULL,
     entry      BLOB    NOT NULL,
     PRIMARY KEY (namespace, collection, shard, offset)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS records (
-    namespace  TEXT    NOT NULL,
-    collection TEXT    NOT NULL,
-    shard      INTEGER NOT NULL,
-    id         TEXT    NOT NULL,
-    doc        BLOB    NOT NULL,
-    fields     BLOB    NOT NULL,
-    vector     BLOB,
-    deleted    INTEGER NOT NULL,
-    offset     INTEGER NOT NULL,
-    PRIMARY KEY (namespace, collection, shard, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     namespace  TEXT    NOT NULL,
@@ -99,23 +87,6 @@ fn backend(err: rusqlite::Error) -> StoreError {
     StoreError::Backend(err.to_string())
 }
 
-fn vector_bytes(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn vector_from_bytes(bytes: &[u8]) -> Result<Vec<f32>, StoreError> {
-    if !bytes.len().is_multiple_of(4) {
-        return Err(StoreError::Corrupt(format!(
-            "vector blob of {} bytes",
-            bytes.len()
-        )));
-    }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
-}
-
 fn to_i64(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value)
         .map_err(|_| StoreError::Corrupt(format!("{value} does not fit SQLite's INTEGER")))
@@ -161,28 +132,6 @@ impl Store for SqliteStore {
                     }
                     Err(e) => return Err(backend(e)),
                 }
-            }
-            let mut put_record = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO records
-                     (namespace, collection, shard, id, doc, fields, vector, deleted, offset)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(backend)?;
-            for r in &set.records {
-                put_record
-                    .execute(params![
-                        r.shard.namespace,
-                        r.shard.collection,
-                        r.shard.shard,
-                        r.id,
-                        r.doc,
-                        r.fields,
-                        r.vector.as_deref().map(vector_bytes),
-                        r.deleted,
-                        to_i64(r.offset)?
-                    ])
-                    .map_err(backend)?;
             }
             let mut put_snapshot = tx
                 .prepare_cached(
@@ -283,43 +232,6 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn record(&self, shard: &ShardKey, id: &str) -> Result<Option<RecordRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, doc, fields, vector, deleted, offset FROM records
-                 WHERE namespace = ?1 AND collection = ?2 AND shard = ?3 AND id = ?4",
-            )
-            .map_err(backend)?;
-        let raw = stmt
-            .query_row(
-                params![shard.namespace, shard.collection, shard.shard, id],
-                raw_record,
-            )
-            .optional()
-            .map_err(backend)?;
-        raw.map(|raw| raw.into_row(shard)).transpose()
-    }
-
-    fn records(&self, shard: &ShardKey) -> Result<Vec<RecordRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, doc, fields, vector, deleted, offset FROM records
-                 WHERE namespace = ?1 AND collection = ?2 AND shard = ?3 ORDER BY id",
-            )
-            .map_err(backend)?;
-        let raws = stmt
-            .query_map(
-                params![shard.namespace, shard.collection, shard.shard],
-                raw_record,
-            )
-            .map_err(backend)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        raws.into_iter().map(|raw| raw.into_row(shard)).collect()
-    }
-
     fn latest_snapshot(&self, shard: &ShardKey) -> Result<Option<SnapshotRow>, StoreError> {
         let row: Option<(i64, Vec<u8>)> = self
             .conn
@@ -340,42 +252,6 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
-    }
-}
-
-/// A `records` row as SQLite returns it, before validation.
-struct RawRecord {
-    id: String,
-    doc: Vec<u8>,
-    fields: Vec<u8>,
-    vector: Option<Vec<u8>>,
-    deleted: bool,
-    offset: i64,
-}
-
-fn raw_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
-    Ok(RawRecord {
-        id: r.get(0)?,
-        doc: r.get(1)?,
-        fields: r.get(2)?,
-        vector: r.get(3)?,
-        deleted: r.get(4)?,
-        offset: r.get(5)?,
-    })
-}
-
-impl RawRecord {
-    fn into_row(self, shard: &ShardKey) -> Result<RecordRow, StoreError> {
-        Ok(RecordRow {
-            shard: shard.clone(),
-            id: self.id,
-            doc: self.doc,
-            fields: self.fields,
-            vector: self.vector.as_deref().map(vector_from_bytes).transpose()?,
-            deleted: self.deleted,
-            offset: u64::try_from(self.offset)
-                .map_err(|_| StoreError::Corrupt(format!("record offset {}", self.offset)))?,
-        })
     }
 }
 
@@ -418,15 +294,6 @@ mod tests {
                     schema: b"{}".to_vec(),
                 }],
                 log: vec![entry(0, 0), entry(0, 1), entry(1, 0)],
-                records: vec![RecordRow {
-                    shard: shard(0),
-                    id: "n1".into(),
-                    doc: vec![1, 2, 3],
-                    fields: br#"{"title":"hi"}"#.to_vec(),
-                    vector: Some(vec![0.5, -1.25]),
-                    deleted: false,
-                    offset: 1,
-                }],
                 snapshots: vec![SnapshotRow {
                     shard: shard(0),
                     offset: 1,
@@ -440,10 +307,6 @@ mod tests {
         assert_eq!(store.head(&shard(0)).unwrap(), 2);
         assert_eq!(store.head(&shard(1)).unwrap(), 1);
         assert_eq!(store.head(&shard(7)).unwrap(), 0);
-        let record = store.record(&shard(0), "n1").unwrap().unwrap();
-        assert_eq!(record.vector, Some(vec![0.5, -1.25]));
-        assert_eq!(store.records(&shard(0)).unwrap(), vec![record]);
-        assert!(store.record(&shard(0), "missing").unwrap().is_none());
         assert_eq!(store.latest_snapshot(&shard(0)).unwrap().unwrap().offset, 1);
         let _ = std::fs::remove_dir_all(dir);
     }
