@@ -43,6 +43,9 @@ use crate::store::{
 /// replay and how far a new replica reads the log after its snapshot.
 pub const SNAPSHOT_EVERY: u64 = 10_000;
 
+/// A shard gets its first (sealed) snapshot once it holds this many entries.
+const FIRST_SNAPSHOT_AT: u64 = 1024;
+
 /// The seed of every sealed segment: the design fixes it so that a segment
 /// built twice from the same records is the same graph.
 const SEAL_SEED: u64 = 0x7469_6465_6d61_726b;
@@ -356,12 +359,21 @@ impl Engine {
             .cloned()
             .collect();
         for collection in collections {
-            for (i, shard) in collection.shards.iter().enumerate() {
+            for i in 0..collection.shards.len() {
                 let head = collection.heads[i].load(Ordering::Acquire);
-                let mut shard = shard.lock().await;
-                if head - shard.snapshot_at.unwrap_or(0) >= SNAPSHOT_EVERY {
-                    self.persist_snapshot(&collection.key, &mut shard).await?;
-                }
+                let snapshot = {
+                    let shard = collection.shards[i].lock().await;
+                    let due = match shard.snapshot_at {
+                        Some(at) => head - at >= SNAPSHOT_EVERY,
+                        None => head >= FIRST_SNAPSHOT_AT,
+                    };
+                    if !due {
+                        continue;
+                    }
+                    shard.writer.snapshot(None)
+                };
+                self.persist_snapshot(&collection, i, snapshot, true)
+                    .await?;
             }
         }
         Ok(())
@@ -498,35 +510,41 @@ impl Engine {
         if let Some(row) = stored {
             return Ok((row.body, row.offset));
         }
-        let mut guard = collection.shards[i].lock().await;
-        let (body, offset) = self.persist_snapshot(key, &mut guard).await?;
-        Ok((body, offset))
+        // None yet: answer now with an unsealed snapshot (replicas then scan
+        // exactly); the background task seals the shard once it is due.
+        let snapshot = collection.shards[i].lock().await.writer.snapshot(None);
+        self.persist_snapshot(&collection, i, snapshot, false).await
     }
 
-    /// Builds, signs and persists the shard's snapshot at its head.
+    /// Signs and persists `snapshot` (taken under the shard's lock at offset
+    /// `at`). With `seal`, first builds the HNSW segment of exactly those
+    /// records, outside the lock (seconds for a large shard, during which
+    /// writes go on), ships it in the snapshot, and installs it in the live
+    /// index followed by the entries written since `at`.
     async fn persist_snapshot(
         &self,
-        key: &CollectionKey,
-        shard: &mut Shard,
+        collection: &Collection,
+        i: usize,
+        mut snapshot: Snapshot,
+        seal: bool,
     ) -> Result<(Vec<u8>, u64), EngineError> {
-        if shard.index.needs_reseal() {
-            // Sealing builds an HNSW graph (seconds for tens of thousands of
-            // 384-d vectors): keep it off the async workers' queue. Replicas
-            // load the sealed graph from the snapshot instead of building it.
-            let index = &mut shard.index;
-            let sealed =
-                tokio::task::block_in_place(|| index.reseal(BuildOptions::with_seed(SEAL_SEED)));
-            if let Err(err) = sealed {
-                tracing::error!(%err, "resealing failed; the snapshot ships no sealed segment");
-            }
-        }
-        let segment = shard.index.sealed().map(HnswSegment::to_bytes);
-        let snapshot = shard.writer.snapshot(segment);
-        let offset = snapshot.offset.0;
+        let at = snapshot.offset.0;
+        let segment = if seal {
+            self.seal(collection, &snapshot).await?
+        } else {
+            None
+        };
+        snapshot.index_segment = segment.as_ref().map(HnswSegment::to_bytes);
+        let fields: HashMap<String, Value> = snapshot
+            .records
+            .iter()
+            .map(|r| (r.id.as_str().to_string(), Value::Object(r.fields.clone())))
+            .collect();
+        let key = shard_key(&collection.key, snapshot.shard);
         let body = wire::encode_signed(&Message::Snapshot(snapshot), &self.signing);
         let row = SnapshotRow {
-            shard: shard_key(key, shard.writer.shard()),
-            offset,
+            shard: key.clone(),
+            offset: at,
             body: body.clone(),
         };
         self.committer
@@ -535,8 +553,58 @@ impl Engine {
                 ..WriteSet::default()
             })
             .await?;
-        shard.snapshot_at = Some(offset);
-        Ok((body, offset))
+
+        let mut shard = collection.shards[i].lock().await;
+        if let Some(segment) = segment {
+            let mut index = ShardIndex::from_sealed(segment, fields);
+            // Entries after `at` are committed (the lock is held, so no new
+            // ones arrive while they are read) and replayed in order.
+            let mut from = at;
+            let head = shard.writer.head().0;
+            while from < head {
+                let skey = key.clone();
+                let rows = self
+                    .blocking_read(move |r| r.log_range(&skey, from, head, MAX_RANGE_BYTES))
+                    .await?;
+                let Some(last) = rows.last() else { break };
+                from = last.offset + 1;
+                for row in &rows {
+                    index_entry(&mut index, &LogEntry::from_bytes(&row.entry, &self.limits)?);
+                }
+            }
+            shard.index = index;
+        }
+        shard.snapshot_at = Some(shard.snapshot_at.map_or(at, |prev| prev.max(at)));
+        Ok((body, at))
+    }
+
+    /// The sealed segment of a snapshot's records, built on a blocking thread.
+    async fn seal(
+        &self,
+        collection: &Collection,
+        snapshot: &Snapshot,
+    ) -> Result<Option<HnswSegment>, EngineError> {
+        let points: Vec<(String, Vec<f32>)> = snapshot
+            .records
+            .iter()
+            .filter_map(|r| r.vector.clone().map(|v| (r.id.as_str().to_string(), v)))
+            .collect();
+        if points.is_empty() {
+            return Ok(None);
+        }
+        let (metric, dim) = (collection.schema.metric, collection.schema.dimension);
+        let built = tokio::task::spawn_blocking(move || {
+            HnswSegment::build(metric, dim, &points, BuildOptions::with_seed(SEAL_SEED))
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        match built {
+            Ok(segment) => Ok(Some(segment)),
+            Err(err) => {
+                tracing::error!(%err, "sealing failed; the snapshot ships no sealed segment");
+                Ok(None)
+            }
+        }
     }
 
     async fn blocking_read<T: Send + 'static>(
