@@ -88,6 +88,20 @@ impl Writer {
         self.send(request.body(body).unwrap()).await
     }
 
+    /// POSTs `body` as `content_type` with an admin token, for bodies that
+    /// are not the JSON `call` sends.
+    async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<Body>) -> Answer {
+        let request = Request::post(path)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", self.admin("acme")),
+            )
+            .header(header::CONTENT_TYPE, content_type)
+            .body(body.into())
+            .unwrap();
+        self.send(request).await
+    }
+
     async fn send(&self, request: Request<Body>) -> Answer {
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
@@ -392,28 +406,13 @@ async fn bad_writes_and_searches_get_typed_4xx_and_change_nothing() {
             "nothing was written for {code}"
         );
     }
-    let not_json = w
-        .send(
-            Request::post("/v1/ns/acme/collections/notes/records")
-                .header(header::AUTHORIZATION, format!("Bearer {}", w.admin("acme")))
-                .header(header::CONTENT_TYPE, "text/plain")
-                .body(Body::from("hello"))
-                .unwrap(),
-        )
-        .await;
+    let records = "/v1/ns/acme/collections/notes/records";
+    let not_json = w.post_raw(records, "text/plain", "hello").await;
     assert_eq!(
         (not_json.status, not_json.code().as_str()),
         (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
     );
-    let broken = w
-        .send(
-            Request::post("/v1/ns/acme/collections/notes/records")
-                .header(header::AUTHORIZATION, format!("Bearer {}", w.admin("acme")))
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from("{\"ops\": ["))
-                .unwrap(),
-        )
-        .await;
+    let broken = w.post_raw(records, "application/json", "{\"ops\": [").await;
     assert_eq!(
         (broken.status, broken.code().as_str()),
         (StatusCode::BAD_REQUEST, "invalid_json")
@@ -641,18 +640,13 @@ async fn logs_snapshots_and_binary_batches_are_signed() {
             Some(vec![0.0, 0.0, 1.0]),
         )],
     };
-    let request = |content_type: &str, body: Vec<u8>| {
-        Request::post("/v1/ns/acme/collections/notes/batch")
-            .header(header::AUTHORIZATION, format!("Bearer {}", w.admin("acme")))
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(body))
-            .unwrap()
-    };
+    let batch_path = "/v1/ns/acme/collections/notes/batch";
     let acked = w
-        .send(request(
+        .post_raw(
+            batch_path,
             "application/x-tidemark",
             wire::encode(&Message::WriteBatch(batch)),
-        ))
+        )
         .await;
     assert_eq!(acked.status, StatusCode::OK, "{:?}", acked.json());
     match wire::decode_verified(&acked.bytes, &writer_key, &limits).unwrap() {
@@ -660,13 +654,13 @@ async fn logs_snapshots_and_binary_batches_are_signed() {
         other => panic!("expected an ack, got {other:?}"),
     }
     let garbage = w
-        .send(request("application/x-tidemark", vec![1, 2, 3, 4]))
+        .post_raw(batch_path, "application/x-tidemark", vec![1, 2, 3, 4])
         .await;
     assert_eq!(
         (garbage.status, garbage.code().as_str()),
         (StatusCode::BAD_REQUEST, "invalid_envelope")
     );
-    let wrong_type = w.send(request("application/json", vec![])).await;
+    let wrong_type = w.post_raw(batch_path, "application/json", vec![]).await;
     assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
