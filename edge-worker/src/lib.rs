@@ -11,6 +11,7 @@
 //! # Layout
 //!
 //! - `lib.rs`: the fetch event and [`router`].
+//! - `cors`: cross-origin access for apps calling from the browser.
 //! - `config`: the worker's vars (writer URL and keys, staleness, budget).
 //! - `error`: the one mapping of errors to JSON answers and status codes.
 //! - `request`: token checks, path names, consistency tokens, tidemark headers.
@@ -27,6 +28,7 @@
 
 mod catch_up;
 mod config;
+mod cors;
 mod edge_shard;
 mod error;
 mod holder;
@@ -48,8 +50,11 @@ use crate::error::EdgeError;
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     #[cfg(feature = "console_error_panic_hook")]
     console_error_panic_hook::set_once();
+    if let Some(preflight) = cors::preflight(&req)? {
+        return Ok(preflight);
+    }
     let response = router().run(req, env).await?;
-    Ok(json_errors(response))
+    cors::expose(json_errors(response))
 }
 
 /// Handlers return `EdgeError`s; this turns them into answers, so the
