@@ -1,10 +1,12 @@
 //! `cargo xtask demo`: the main job, started with everything it needs.
 //!
-//! Starts the regional writer on `data/writer` (git-ignored), imports the
-//! shared dataset (20k Debian package descriptions with real embeddings) on
-//! the first run, and prints what to try. A second run reuses the data.
-//! Ctrl-C reaches the whole foreground process group, so every process the
-//! demo started stops with it.
+//! Builds the writer, the edge worker and the SDK's npm package, starts the
+//! regional writer on `data/writer` (git-ignored), imports the shared
+//! dataset (20k Debian package descriptions with real embeddings) on the
+//! first run, then starts the edge in workerd and the demo web app
+//! (`demo/`, on the SDK) and prints where they are and what to try. A second
+//! run reuses the data. Ctrl-C reaches the whole foreground process group,
+//! so every process the demo started stops with it.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,15 +16,23 @@ use anyhow::{Context, bail};
 
 use crate::provision::{capture, run};
 use crate::toolchain::Toolchain;
+use crate::{sdk_package, test};
 
 const WRITER_ADDR: &str = "127.0.0.1:7700";
+const EDGE_PORT: u16 = 8787;
+const APP_PORT: u16 = 8080;
 const NAMESPACE: &str = "demo";
 const COLLECTION: &str = "packages";
 
 pub fn run_demo(t: &Toolchain) -> anyhow::Result<ExitCode> {
+    println!(
+        "demo: building the writer, the edge worker and the SDK (the first build takes minutes)"
+    );
     run(t
         .cargo()
         .args(["build", "--locked", "-p", "tidemark-regional-writer"]))?;
+    test::build_edge(t)?;
+    sdk_package::build(t)?;
     let writer_bin = t.target_dir.join("debug").join("tidemark-writer");
     let data_dir = t.repo.join("data").join("writer");
     std::fs::create_dir_all(&data_dir)?;
@@ -33,7 +43,8 @@ pub fn run_demo(t: &Toolchain) -> anyhow::Result<ExitCode> {
         data_dir.display()
     );
     let mut writer = start_writer(t, &writer_bin, &data_dir)?;
-    let token = capture(
+    // The app's token; a real app gets one from its own sign-in.
+    let app_token = capture(
         t.command(&writer_bin)
             .arg("--data-dir")
             .arg(&data_dir)
@@ -66,24 +77,98 @@ pub fn run_demo(t: &Toolchain) -> anyhow::Result<ExitCode> {
         std::fs::write(&marker, "")?;
     }
 
-    let base = format!("http://{WRITER_ADDR}/v1/ns/{NAMESPACE}/collections/{COLLECTION}");
+    println!("demo: starting the edge in workerd and the web app");
+    let (mut stack, urls) = start_stack(t, &app_token, &dataset)?;
+    let base = format!("{}/v1/ns/{NAMESPACE}/collections/{COLLECTION}", urls.edge);
     println!(
         "\ndemo: ready.\n\n\
-         writer   http://{WRITER_ADDR}  (API: docs/api.md)\n\
-         token    {token}\n\n\
-         try:\n  \
+         app      {app}   <- open this\n\
+         edge     {edge}  (Cloudflare Worker in workerd: reads, search, write forwarding)\n\
+         writer   http://{WRITER_ADDR}  (the authoritative store; API: docs/api.md)\n\n\
+         try in the app:\n  \
+         - search by meaning: pick one of the 200 sample queries, or type a package name\n  \
+         - \"More like this\" on any result; star it, add a note\n  \
+         - turn \"Online\" off, edit, turn it back on: the edit syncs (watch the tidemark)\n  \
+         - open the app in a second window (or a private one): edits show up there too\n\n\
+         or with curl (export TOKEN={app_token}):\n  \
          curl -s -H \"authorization: Bearer $TOKEN\" {base}/records/libgmp-dev\n  \
-         curl -s -H \"authorization: Bearer $TOKEN\" {base}\n  \
          curl -s -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    \
          -d '{{\"ops\":[{{\"op\":\"patch\",\"id\":\"libgmp-dev\",\"fields\":{{\"starred\":true}}}}]}}' {base}/records\n\n\
-         (export TOKEN=<the token above>; press Ctrl-C to stop)"
+         press Ctrl-C to stop",
+        app = urls.app,
+        edge = urls.edge,
     );
-    let status = writer.wait()?;
+    // Whichever stops first ends the demo; the other is stopped with it.
+    let status = loop {
+        if let Some(status) = writer.try_wait()? {
+            eprintln!("demo: the writer stopped ({status})");
+            break status;
+        }
+        if let Some(status) = stack.try_wait()? {
+            eprintln!("demo: the edge and app stopped ({status})");
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = writer.kill();
+    let _ = stack.kill();
     Ok(if status.success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+struct StackUrls {
+    edge: String,
+    app: String,
+}
+
+/// `node demo/main.mjs`: the edge in workerd and the app server; waits for
+/// both URLs.
+fn start_stack(t: &Toolchain, token: &str, dataset: &Path) -> anyhow::Result<(Child, StackUrls)> {
+    let mut child = t
+        .command("node")
+        .arg("demo/main.mjs")
+        .args(["--writer", &format!("http://{WRITER_ADDR}")])
+        .args(["--token", token, "--dataset"])
+        .arg(dataset)
+        .args(["--namespace", NAMESPACE, "--collection", COLLECTION])
+        .args(["--edge-port", &EDGE_PORT.to_string()])
+        .args(["--app-port", &APP_PORT.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting node demo/main.mjs")?;
+    let stdout = child.stdout.take().context("demo/main.mjs stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut edge, mut app) = (None, None);
+    while edge.is_none() || app.is_none() {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line.strip_prefix("edge ") {
+                    edge = Some(url.to_string());
+                } else if let Some(url) = line.strip_prefix("app ") {
+                    app = Some(url.to_string());
+                } else {
+                    println!("{line}");
+                }
+            }
+            _ => {
+                let _ = child.kill();
+                bail!("the edge and app did not start (ports {EDGE_PORT} and {APP_PORT} in use?)");
+            }
+        }
+    }
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            println!("{line}");
+        }
+    });
+    let urls = StackUrls {
+        edge: edge.unwrap_or_default(),
+        app: app.unwrap_or_default(),
+    };
+    Ok((child, urls))
 }
 
 /// `../shared/data/debian-minilm-20k` beside the clone.
@@ -106,6 +191,11 @@ fn start_writer(t: &Toolchain, bin: &Path, data_dir: &Path) -> anyhow::Result<Ch
         .command(bin)
         .args(["--listen", WRITER_ADDR, "--data-dir"])
         .arg(data_dir)
+        // The edge catches up at once on the writer's signed invalidations.
+        .args([
+            "--webhook",
+            &format!("http://127.0.0.1:{EDGE_PORT}/v1/invalidate"),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;

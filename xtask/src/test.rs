@@ -7,9 +7,9 @@ use anyhow::{Context, ensure};
 
 use crate::pipeline::Pipeline;
 use crate::provision::{capture, run};
-use crate::simd_scan;
 use crate::test_writer::TestWriter;
 use crate::toolchain::{Toolchain, WASM_TARGET};
+use crate::{sdk_package, simd_scan};
 
 /// The crates that only exist on wasm32 (empty on the host).
 const WASM_CRATES: &[&str] = &[
@@ -90,6 +90,17 @@ pub fn suite(toolchain: &Toolchain) -> ExitCode {
             .args(["build", "--locked", "-p", "tidemark-regional-writer"]))?;
         build_edge(t)?;
         node_tests(t, "tests/edge")
+    });
+    p.step("system suite: the demo app in Chromium", || {
+        // The demo's parts, built as `cargo xtask demo` builds them.
+        run(t
+            .cargo()
+            .args(["build", "--locked", "-p", "tidemark-regional-writer"]))?;
+        build_edge(t)?;
+        sdk_package::build(t)?;
+        let result = node_tests(t, "tests/system");
+        clean_chromium_leftovers();
+        result
     });
     p.step("end-to-end suites", || {
         run(t
