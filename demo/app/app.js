@@ -115,6 +115,7 @@ function route() {
 
 function runView(next) {
   view = next;
+  view.unresolved = false;
   hideMessage();
   let vector;
   let title;
@@ -126,6 +127,8 @@ function runView(next) {
   } else if (next.kind === "like") {
     const record = recordOf(next.id);
     if (!record?.vector) {
+      // Shown again once the replica has it (see onChange and renderStatus).
+      next.unresolved = true;
       renderResults([], `More like ${next.id}`, "");
       return showMessage(`${next.id} is not on this device yet${db.status().syncing ? " (still syncing)" : ""}.`);
     }
@@ -248,7 +251,7 @@ function onChange(event) {
     const record = node && recordOf(id);
     if (record) fillFields(node, record.fields);
   }
-  if (view?.kind === "starred") runView(view);
+  if (view?.kind === "starred" || view?.unresolved) runView(view);
 }
 
 function onSyncProgress(event) {
@@ -281,6 +284,7 @@ function renderStatus(status) {
   else if (status.syncing) [state, text] = ["syncing", "Syncing…"];
   else if (status.pending) [state, text] = ["pending", "Waiting to sync"];
   else [state, text] = ["synced", "Synced"];
+  if (state === "synced" && view?.unresolved) runView(view);
   $("sync").dataset.state = state;
   $("sync-state").textContent = text;
   $("tidemark").textContent = total.toLocaleString();
