@@ -9,7 +9,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createServer } from "node:http";
-import { dirname, extname, join, normalize, sep } from "node:path";
+import { dirname, extname, join, normalize, resolve as absolute, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -36,7 +36,8 @@ const DATA_FILES = new Set(["queries.jsonl", "queries.f32"]);
  * Resolves to `{ url, close }`.
  */
 export async function serveApp({ config, dataset, host = "127.0.0.1", port = 0, pkg = join(repo, "browser-sdk", "pkg") }) {
-  const roots = { app: join(repo, "demo", "app"), pkg, data: dataset };
+  // Absolute and normalized, so the containment check below compares like with like.
+  const roots = { app: join(repo, "demo", "app"), pkg: absolute(pkg), data: absolute(dataset) };
   const server = createServer(async (req, res) => {
     try {
       const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
@@ -46,7 +47,7 @@ export async function serveApp({ config, dataset, host = "127.0.0.1", port = 0, 
       if (path === "/config.json") {
         return send(res, 200, TYPES[".json"], JSON.stringify(config), { "cache-control": "no-store" });
       }
-      const file = resolve(roots, path);
+      const file = fileFor(roots, path);
       if (!file) return send(res, 404, "text/plain", `no such file: ${path}`);
       const info = await stat(file).catch(() => null);
       if (!info?.isFile()) return send(res, 404, "text/plain", `no such file: ${path}`);
@@ -71,7 +72,7 @@ export async function serveApp({ config, dataset, host = "127.0.0.1", port = 0, 
 }
 
 /** The file behind a URL path, or null; never outside the served folders. */
-function resolve(roots, path) {
+function fileFor(roots, path) {
   let root;
   let rest;
   if (path === "/" || path === "/index.html") {

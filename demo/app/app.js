@@ -263,15 +263,19 @@ function onSyncProgress(event) {
     done += p.done;
     total += p.total;
   }
-  const finished = done >= total;
-  $("bootstrap").hidden = finished;
-  $("bootstrap-fill").style.width = `${total ? (100 * done) / total : 0}%`;
+  const percent = total ? Math.floor((100 * done) / total) : 0;
+  $("bootstrap").hidden = false;
+  $("bootstrap-fill").style.width = `${percent}%`;
   $("bootstrap-text").textContent =
-    `Loading the local replica from the edge… ${total ? Math.floor((100 * done) / total) : 0}% (${done.toLocaleString()} of ${total.toLocaleString()} entries)`;
-  if (finished) {
-    log(`Replica loaded: ${total.toLocaleString()} entries`);
-    if (view) runView(view);
-  }
+    `Loading the local replica from the edge… ${percent}% (${done.toLocaleString()} of ${total.toLocaleString()} entries)`;
+}
+
+/** The first load is over when the sync loop rests: snapshots, then the log after them. */
+function bootstrapEnded(status) {
+  $("bootstrap").hidden = true;
+  const total = Object.values(status.tidemark[config.collection] ?? {}).reduce((a, b) => a + b, 0);
+  log(`Replica loaded: ${total.toLocaleString()} entries`);
+  if (view) runView(view);
 }
 
 function renderStatus(status) {
@@ -284,6 +288,7 @@ function renderStatus(status) {
   else if (status.syncing) [state, text] = ["syncing", "Syncing…"];
   else if (status.pending) [state, text] = ["pending", "Waiting to sync"];
   else [state, text] = ["synced", "Synced"];
+  if (!status.syncing && !$("bootstrap").hidden) bootstrapEnded(status);
   if (state === "synced" && view?.unresolved) runView(view);
   $("sync").dataset.state = state;
   $("sync-state").textContent = text;

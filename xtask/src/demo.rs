@@ -42,7 +42,7 @@ pub fn run_demo(t: &Toolchain) -> anyhow::Result<ExitCode> {
         "demo: starting the regional writer on http://{WRITER_ADDR} (data in {})",
         data_dir.display()
     );
-    let mut writer = start_writer(t, &writer_bin, &data_dir)?;
+    let mut writer = Running(start_writer(t, &writer_bin, &data_dir)?);
     // The app's token; a real app gets one from its own sign-in.
     let app_token = capture(
         t.command(&writer_bin)
@@ -78,7 +78,8 @@ pub fn run_demo(t: &Toolchain) -> anyhow::Result<ExitCode> {
     }
 
     println!("demo: starting the edge in workerd and the web app");
-    let (mut stack, urls) = start_stack(t, &app_token, &dataset)?;
+    let (stack, urls) = start_stack(t, &app_token, &dataset)?;
+    let mut stack = Running(stack);
     let base = format!("{}/v1/ns/{NAMESPACE}/collections/{COLLECTION}", urls.edge);
     println!(
         "\ndemo: ready.\n\n\
@@ -100,23 +101,43 @@ pub fn run_demo(t: &Toolchain) -> anyhow::Result<ExitCode> {
     );
     // Whichever stops first ends the demo; the other is stopped with it.
     let status = loop {
-        if let Some(status) = writer.try_wait()? {
+        if let Some(status) = writer.0.try_wait()? {
             eprintln!("demo: the writer stopped ({status})");
             break status;
         }
-        if let Some(status) = stack.try_wait()? {
+        if let Some(status) = stack.0.try_wait()? {
             eprintln!("demo: the edge and app stopped ({status})");
             break status;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let _ = writer.kill();
-    let _ = stack.kill();
     Ok(if status.success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A process the demo started, stopped when the demo ends for any reason
+/// (an error on the way included), not left holding its port.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SIGTERM first: node then disposes of workerd, its own child, which
+        // a SIGKILL would leave running.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 struct StackUrls {
@@ -182,7 +203,7 @@ fn dataset_dir(t: &Toolchain) -> anyhow::Result<PathBuf> {
     if !dir.join("base.f32").exists() {
         bail!("the demo dataset is missing: expected {}", dir.display());
     }
-    Ok(dir)
+    Ok(dir.canonicalize()?)
 }
 
 /// Starts the writer and waits for its `listening on` line.
