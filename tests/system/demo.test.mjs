@@ -95,6 +95,21 @@ async function openApp(hash) {
   return { context, page };
 }
 
+/** Two browsers with the app open at `hash`, handed to `body`, closed whatever happens. */
+async function withTwoApps(hash, body) {
+  const a = await openApp(hash);
+  try {
+    const b = await openApp(hash);
+    try {
+      await body(a, b);
+    } finally {
+      await b.context.close();
+    }
+  } finally {
+    await a.context.close();
+  }
+}
+
 function waitForState(page, state, timeout = PROPAGATION_MS) {
   return page.waitForSelector(`#sync[data-state="${state}"]`, { timeout });
 }
@@ -147,9 +162,7 @@ describe("the demo app", () => {
 
   test("an edit in one browser appears in another through the writer and the edge", async () => {
     const id = data.records[17].id;
-    const a = await openApp(`like=${id}`);
-    const b = await openApp(`like=${id}`);
-    try {
+    await withTwoApps(`like=${id}`, async (a, b) => {
       const note = `checked on ${new Date().toISOString()}`;
       await writeNote(a.page, id, note);
       await noteOf(b.page, id).filter({ hasText: note }).waitFor({ timeout: PROPAGATION_MS });
@@ -158,10 +171,7 @@ describe("the demo app", () => {
       assert.equal(atEdge.body.fields.note, note);
       await waitForState(a.page, "synced");
       assert.deepEqual([...a.page.problems, ...b.page.problems], []);
-    } finally {
-      await a.context.close();
-      await b.context.close();
-    }
+    });
   });
 
   test("an edit made offline syncs after reconnecting", async () => {
@@ -189,9 +199,7 @@ describe("the demo app", () => {
 
   test("two browsers edit one record offline (the app's toggle) and both edits survive", async () => {
     const id = data.records[99].id;
-    const a = await openApp(`like=${id}`);
-    const b = await openApp(`like=${id}`);
-    try {
+    await withTwoApps(`like=${id}`, async (a, b) => {
       for (const { page } of [a, b]) {
         await page.click("label.switch");
         await waitForState(page, "offline");
@@ -212,9 +220,6 @@ describe("the demo app", () => {
       assert.equal(fields.note, "note from A");
       assert.equal(fields.starred, true);
       await b.page.screenshot({ path: join(shots, "merged.png") });
-    } finally {
-      await a.context.close();
-      await b.context.close();
-    }
+    });
   });
 });
