@@ -78,32 +78,26 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     dispatch!(dot_i8, scalar, a, b)
 }
 
-/// `Σ a_i·b_i` of int8 codes `a` and a query's codes widened to `i16` once
-/// per search: only the stored side is widened in the loop, which roughly
-/// halves the instructions of [`dot_i8`] per code. Exact, like [`dot_i8`];
-/// `b` must hold codes in `-127..=127`.
+/// `Σ a_i·b_i` of int8 codes `a` and a query's codes `b` widened to `i16`
+/// once per search: only the stored side is widened in the loop (as it
+/// loads), which roughly halves the instructions of [`dot_i8`] per code.
+/// Exact, like [`dot_i8`], for codes `a` in `-127..=127` and any `b` with
+/// `127 · Σ|b_i| ≤ i32::MAX`: the query may carry more levels than the
+/// stored rows ([`super::quantized::QuantizedQuery`] does).
 #[inline]
 pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
     debug_assert_eq!(a.len(), b.len());
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        simd128::dot_i8_i16(a, b)
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx2::available() {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { avx2::dot_i8_i16(a, b) };
-        }
-        scalar::dot_i8_i16(a, b)
-    }
-    #[cfg(not(any(
-        all(target_arch = "wasm32", target_feature = "simd128"),
-        target_arch = "x86_64"
-    )))]
-    {
-        scalar::dot_i8_i16(a, b)
-    }
+    dispatch!(dot_i8_i16, scalar, a, b)
+}
+
+/// [`dot_i8_i16`] of four stored rows against one query, the exact scan's
+/// inner loop: each step loads the query's lanes once for all four rows,
+/// and the four sums are reduced together. Same contract and same exact
+/// results as four calls of [`dot_i8_i16`].
+#[inline]
+pub fn dot_i8_i16_x4(rows: [&[i8]; 4], b: &[i16]) -> [i32; 4] {
+    debug_assert!(rows.iter().all(|row| row.len() == b.len()));
+    dispatch!(dot_i8_i16_x4, scalar, rows, b)
 }
 
 /// The name of the implementation [`dot`] and [`l2_squared`] use here, for
@@ -210,14 +204,18 @@ pub mod scalar {
             .map(|(&x, &y)| i32::from(x) * i32::from(y))
             .sum()
     }
+
+    pub fn dot_i8_i16_x4(rows: [&[i8]; 4], b: &[i16]) -> [i32; 4] {
+        rows.map(|row| dot_i8_i16(row, b))
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use core::arch::wasm32::{
-        f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub, i16x8_extend_high_i8x16,
-        i16x8_extend_low_i8x16, i16x8_extmul_high_i8x16, i16x8_extmul_low_i8x16, i32x4_add,
-        i32x4_dot_i16x8, i32x4_extadd_pairwise_i16x8, i32x4_extract_lane, i32x4_splat, v128,
+        f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, f32x4_sub, i16x8_extmul_high_i8x16,
+        i16x8_extmul_low_i8x16, i16x8_load_extend_i8x8, i32x4_add, i32x4_dot_i16x8,
+        i32x4_extadd_pairwise_i16x8, i32x4_extract_lane, i32x4_shuffle, i32x4_splat, v128,
         v128_load,
     };
 
@@ -297,14 +295,35 @@ mod simd128 {
             }
             i += 32;
         }
-        let v = i32x4_add(acc[0], acc[1]);
-        (i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v))
-            + (i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v))
-            + super::scalar::dot_i8(&a[body..n], &b[body..n])
+        sum_lanes(i32x4_add(acc[0], acc[1])) + super::scalar::dot_i8(&a[body..n], &b[body..n])
     }
 
-    /// Sixteen codes per step: widen them to two i16x8 and multiply-add
-    /// each against the already widened query (`i32x4.dot_i16x8_s`).
+    /// Eight stored codes from `s[i..]`, sign-extended to i16 as they load
+    /// (`v128.load8x8_s`: one instruction, where a load and two extends
+    /// would be three).
+    #[inline]
+    fn load_codes(s: &[i8], i: usize) -> v128 {
+        debug_assert!(i + 8 <= s.len());
+        // SAFETY: callers only pass `i` with `i + 8 <= s.len()`; no alignment needed.
+        unsafe { i16x8_load_extend_i8x8(s.as_ptr().add(i)) }
+    }
+
+    /// Eight i16 query lanes from `s[i..]`.
+    #[inline]
+    fn load_wide(s: &[i16], i: usize) -> v128 {
+        debug_assert!(i + 8 <= s.len());
+        // SAFETY: callers only pass `i` with `i + 8 <= s.len()`; no alignment needed.
+        unsafe { v128_load(s.as_ptr().add(i).cast::<v128>()) }
+    }
+
+    #[inline]
+    fn sum_lanes(v: v128) -> i32 {
+        (i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v))
+            + (i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v))
+    }
+
+    /// Sixteen codes per step, multiply-added in pairs against the widened
+    /// query (`i32x4.dot_i16x8_s`) into two accumulators.
     #[inline]
     pub fn dot_i8_i16(a: &[i8], b: &[i16]) -> i32 {
         let n = a.len().min(b.len());
@@ -312,23 +331,57 @@ mod simd128 {
         let mut acc = [i32x4_splat(0); 2];
         let mut i = 0;
         while i < body {
-            // SAFETY: i + 16 <= body <= n: 16 bytes of `a` and 16 i16 of `b`
-            // are in bounds; no alignment needed.
-            let (x, lo, hi) = unsafe {
-                (
-                    v128_load(a.as_ptr().add(i).cast::<v128>()),
-                    v128_load(b.as_ptr().add(i).cast::<v128>()),
-                    v128_load(b.as_ptr().add(i + 8).cast::<v128>()),
-                )
-            };
-            acc[0] = i32x4_add(acc[0], i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), lo));
-            acc[1] = i32x4_add(acc[1], i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), hi));
+            for (lane, acc) in acc.iter_mut().enumerate() {
+                let j = i + 8 * lane;
+                *acc = i32x4_add(*acc, i32x4_dot_i16x8(load_codes(a, j), load_wide(b, j)));
+            }
             i += 16;
         }
-        let v = i32x4_add(acc[0], acc[1]);
-        (i32x4_extract_lane::<0>(v) + i32x4_extract_lane::<1>(v))
-            + (i32x4_extract_lane::<2>(v) + i32x4_extract_lane::<3>(v))
-            + super::scalar::dot_i8_i16(&a[body..n], &b[body..n])
+        sum_lanes(i32x4_add(acc[0], acc[1])) + super::scalar::dot_i8_i16(&a[body..n], &b[body..n])
+    }
+
+    /// Sixteen codes of four rows per step: the two query vectors are
+    /// loaded once for all four rows, and each row keeps one accumulator.
+    /// At the end a transpose-and-add reduces the four accumulators at once.
+    #[inline]
+    pub fn dot_i8_i16_x4(rows: [&[i8]; 4], b: &[i16]) -> [i32; 4] {
+        let n = rows.iter().fold(b.len(), |n, row| n.min(row.len()));
+        let body = n - n % 16;
+        let mut acc = [i32x4_splat(0); 4];
+        let mut i = 0;
+        while i < body {
+            let (low, high) = (load_wide(b, i), load_wide(b, i + 8));
+            for (acc, row) in acc.iter_mut().zip(rows) {
+                let pair = i32x4_add(
+                    i32x4_dot_i16x8(load_codes(row, i), low),
+                    i32x4_dot_i16x8(load_codes(row, i + 8), high),
+                );
+                *acc = i32x4_add(*acc, pair);
+            }
+            i += 16;
+        }
+        // [r0 lanes 0+2, r1 lanes 0+2, r0 lanes 1+3, r1 lanes 1+3], and the same for r2, r3.
+        let r01 = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(acc[0], acc[1]),
+            i32x4_shuffle::<2, 6, 3, 7>(acc[0], acc[1]),
+        );
+        let r23 = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(acc[2], acc[3]),
+            i32x4_shuffle::<2, 6, 3, 7>(acc[2], acc[3]),
+        );
+        let sums = i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(r01, r23),
+            i32x4_shuffle::<2, 3, 6, 7>(r01, r23),
+        );
+        let lanes = [
+            i32x4_extract_lane::<0>(sums),
+            i32x4_extract_lane::<1>(sums),
+            i32x4_extract_lane::<2>(sums),
+            i32x4_extract_lane::<3>(sums),
+        ];
+        core::array::from_fn(|r| {
+            lanes[r] + super::scalar::dot_i8_i16(&rows[r][body..n], &b[body..n])
+        })
     }
 }
 
@@ -445,11 +498,28 @@ mod avx2 {
             }
             i += 32;
         }
-        let v = _mm256_add_epi32(acc[0], acc[1]);
+        sum_i32(_mm256_add_epi32(acc[0], acc[1])) + super::scalar::dot_i8(&a[body..n], &b[body..n])
+    }
+
+    /// The sum of the eight i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sum_i32(v: __m256i) -> i32 {
         let quad = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let pair = _mm_add_epi32(quad, _mm_shuffle_epi32::<0b01_00_11_10>(quad));
         let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b00_00_00_01>(pair));
-        _mm_cvtsi128_si32(single) + super::scalar::dot_i8(&a[body..n], &b[body..n])
+        _mm_cvtsi128_si32(single)
+    }
+
+    /// Sixteen stored codes from `p`, sign-extended to i16.
+    ///
+    /// # Safety
+    /// `p..p + 16` must be readable.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_codes(p: *const i8) -> __m256i {
+        // SAFETY: the caller guarantees 16 readable bytes.
+        _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(p.cast::<__m128i>()) })
     }
 
     /// # Safety
@@ -465,20 +535,38 @@ mod avx2 {
             // SAFETY: i + 16 <= body <= n, within both slices.
             let (x, y) = unsafe {
                 (
-                    _mm_loadu_si128(pa.add(i).cast::<__m128i>()),
+                    load_codes(pa.add(i)),
                     _mm256_loadu_si256(pb.add(i).cast::<__m256i>()),
                 )
             };
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(x), y));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
             i += 16;
         }
-        let quad = _mm_add_epi32(
-            _mm256_castsi256_si128(acc),
-            _mm256_extracti128_si256::<1>(acc),
-        );
-        let pair = _mm_add_epi32(quad, _mm_shuffle_epi32::<0b01_00_11_10>(quad));
-        let single = _mm_add_epi32(pair, _mm_shuffle_epi32::<0b00_00_00_01>(pair));
-        _mm_cvtsi128_si32(single) + super::scalar::dot_i8_i16(&a[body..n], &b[body..n])
+        sum_i32(acc) + super::scalar::dot_i8_i16(&a[body..n], &b[body..n])
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 ([`available`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_i8_i16_x4(rows: [&[i8]; 4], b: &[i16]) -> [i32; 4] {
+        let n = rows.iter().fold(b.len(), |n, row| n.min(row.len()));
+        let body = n - n % 16;
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 16 <= body <= n, within the query and every row.
+            unsafe {
+                let query = _mm256_loadu_si256(b.as_ptr().add(i).cast::<__m256i>());
+                for (acc, row) in acc.iter_mut().zip(rows) {
+                    let x = load_codes(row.as_ptr().add(i));
+                    *acc = _mm256_add_epi32(*acc, _mm256_madd_epi16(x, query));
+                }
+            }
+            i += 16;
+        }
+        core::array::from_fn(|r| {
+            sum_i32(acc[r]) + super::scalar::dot_i8_i16(&rows[r][body..n], &b[body..n])
+        })
     }
 }
 
@@ -557,6 +645,21 @@ mod tests {
             let wide: Vec<i16> = b.iter().map(|&x| i16::from(x)).collect();
             prop_assert_eq!(dot_i8_i16(&a, &wide), scalar::dot_i8(&a, &b));
         }
+
+        /// The four-row kernel equals four scalar sums, with query lanes far
+        /// beyond the int8 range (queries carry more levels than rows).
+        #[test]
+        fn dot_i8_i16_x4_matches_scalar_exactly(
+            (rows, b) in (0usize..=600).prop_flat_map(|n| (
+                prop::collection::vec(prop::collection::vec(-127i8..=127, n), 4),
+                prop::collection::vec(-2047i16..=2047, n),
+            ))
+        ) {
+            let rows: [&[i8]; 4] = core::array::from_fn(|r| rows[r].as_slice());
+            let expected = rows.map(|row| scalar::dot_i8_i16(row, &b));
+            prop_assert_eq!(dot_i8_i16_x4(rows, &b), expected);
+            prop_assert_eq!(rows.map(|row| dot_i8_i16(row, &b)), expected);
+        }
     }
 
     #[test]
@@ -565,5 +668,11 @@ mod tests {
         let b = vec![-127i8; 1000];
         assert_eq!(dot_i8(&a, &b), -127 * 127 * 1000);
         assert_eq!(dot_i8(&a, &a), 127 * 127 * 1000);
+        // The widest sums the quantized query can produce at the dimension limit.
+        let row = vec![-127i8; 4096];
+        let query = vec![2047i16; 4096];
+        let expected = -127 * 2047 * 4096;
+        assert_eq!(dot_i8_i16(&row, &query), expected);
+        assert_eq!(dot_i8_i16_x4([&row[..]; 4], &query), [expected; 4]);
     }
 }

@@ -31,16 +31,44 @@ pub struct QuantizedVectors {
     norms_squared: Vec<f32>,
     /// `|x|₁` of each vector, for the error bound.
     l1_norms: Vec<f32>,
+    /// Upper bounds of the three per-vector terms of the error bound over
+    /// every vector (kept through removals, where they only loosen).
+    largest: Largest,
+}
+
+/// The largest scale, squared norm and L1 norm of a set of vectors: the
+/// error bound evaluated with them bounds every vector's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Largest {
+    scale: f32,
+    norm_squared: f32,
+    l1_norm: f32,
+}
+
+impl Largest {
+    fn include(&mut self, scale: f32, norm_squared: f32, l1_norm: f32) {
+        self.scale = self.scale.max(scale);
+        self.norm_squared = self.norm_squared.max(norm_squared);
+        self.l1_norm = self.l1_norm.max(l1_norm);
+    }
 }
 
 /// A query in the quantized form, made once per search.
 #[derive(Clone, Debug)]
 pub struct QuantizedQuery {
-    /// The codes widened to i16 once, for [`kernels::dot_i8_i16`].
+    /// The codes, with [`Self::levels`] levels, as i16 for [`kernels::dot_i8_i16`].
     wide: Vec<i16>,
     scale: f32,
     norm_squared: f32,
     l1_norm: f32,
+}
+
+/// `(|x|², |x|₁)`.
+fn norms(vector: &[f32]) -> (f32, f32) {
+    (
+        kernels::dot(vector, vector),
+        vector.iter().map(|x| x.abs()).sum(),
+    )
 }
 
 /// Writes the codes of `vector` into `out` and returns its scale.
@@ -60,22 +88,58 @@ pub fn quantize_into(vector: &[f32], out: &mut [i8]) -> f32 {
 }
 
 impl QuantizedQuery {
+    /// Levels of the query's codes: far finer than the rows' 127, which
+    /// halves the error bound (and so the f32 reranks of [`exact_top_k`])
+    /// at no cost, since the kernels widen the rows to i16 anyway. Capped
+    /// so that `127 · Σ|code|` stays within `i32` at any dimension.
+    fn levels(dim: usize) -> f32 {
+        const FINE: usize = 2047;
+        FINE.min(i32::MAX as usize / (127 * dim.max(1))) as f32
+    }
+
     pub fn new(vector: &[f32]) -> Self {
-        let (max, l1_norm) = vector.iter().fold((0.0f32, 0.0f32), |(m, l1), x| {
-            (m.max(x.abs()), l1 + x.abs())
-        });
-        let inverse = if max == 0.0 { 0.0 } else { 127.0 / max };
+        let (max, l1_norm) = max_and_l1(vector);
+        let levels = Self::levels(vector.len());
+        let inverse = if max == 0.0 { 0.0 } else { levels / max };
         Self {
-            // The same codes as `quantize_into`, widened in the same pass.
+            // Rounded values already lie within ±levels (the clamp is for
+            // safety), so the i32 → i16 step is exact; written this way the
+            // loop vectorizes.
             wide: vector
                 .iter()
-                .map(|x| (x * inverse).round_ties_even().clamp(-127.0, 127.0) as i16)
+                .map(|x| {
+                    let code = (x * inverse).round_ties_even();
+                    let code = if code > levels { levels } else { code };
+                    let code = if code < -levels { -levels } else { code };
+                    code as i32 as i16
+                })
                 .collect(),
-            scale: max / 127.0,
+            scale: max / levels,
             norm_squared: kernels::dot(vector, vector),
             l1_norm,
         }
     }
+}
+
+/// `(max |x_i|, Σ |x_i|)` in eight independent lanes, so that both
+/// reductions vectorize instead of forming one long dependency chain. The
+/// order is fixed by the code, so every target gets the same bits.
+fn max_and_l1(vector: &[f32]) -> (f32, f32) {
+    const LANES: usize = 8;
+    let (mut max, mut l1) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let chunks = vector.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for j in 0..LANES {
+            let x = chunk[j].abs();
+            max[j] = if x > max[j] { x } else { max[j] };
+            l1[j] += x;
+        }
+    }
+    tail.iter().fold(
+        (max.into_iter().fold(0.0, f32::max), l1.iter().sum()),
+        |(m, s), x| (m.max(x.abs()), s + x.abs()),
+    )
 }
 
 impl QuantizedVectors {
@@ -112,12 +176,18 @@ impl QuantizedVectors {
         l1_norms: Vec<f32>,
     ) -> Self {
         debug_assert_eq!(codes.len(), dim * scales.len());
+        let mut largest = Largest::default();
+        for ((&scale, &norm_squared), &l1_norm) in scales.iter().zip(&norms_squared).zip(&l1_norms)
+        {
+            largest.include(scale, norm_squared, l1_norm);
+        }
         Self {
             dim,
             codes,
             scales,
             norms_squared,
             l1_norms,
+            largest,
         }
     }
 
@@ -142,17 +212,22 @@ impl QuantizedVectors {
         let start = self.codes.len();
         self.codes.resize(start + self.dim, 0);
         let scale = quantize_into(vector, &mut self.codes[start..]);
+        let (norm_squared, l1_norm) = norms(vector);
+        self.largest.include(scale, norm_squared, l1_norm);
         self.scales.push(scale);
-        self.norms_squared.push(kernels::dot(vector, vector));
-        self.l1_norms.push(vector.iter().map(|x| x.abs()).sum());
+        self.norms_squared.push(norm_squared);
+        self.l1_norms.push(l1_norm);
     }
 
     /// Replaces vector `index`.
     pub fn set(&mut self, index: usize, vector: &[f32]) {
         let row = &mut self.codes[index * self.dim..(index + 1) * self.dim];
-        self.scales[index] = quantize_into(vector, row);
-        self.norms_squared[index] = kernels::dot(vector, vector);
-        self.l1_norms[index] = vector.iter().map(|x| x.abs()).sum();
+        let scale = quantize_into(vector, row);
+        let (norm_squared, l1_norm) = norms(vector);
+        self.largest.include(scale, norm_squared, l1_norm);
+        self.scales[index] = scale;
+        self.norms_squared[index] = norm_squared;
+        self.l1_norms[index] = l1_norm;
     }
 
     /// Removes vector `index`, moving the last one into its place.
@@ -180,15 +255,37 @@ impl QuantizedVectors {
     }
 
     #[inline]
-    fn estimated_dot(&self, index: usize, query: &QuantizedQuery) -> f32 {
-        let row = &self.codes[index * self.dim..(index + 1) * self.dim];
-        kernels::dot_i8_i16(row, &query.wide) as f32 * (self.scales[index] * query.scale)
+    fn row(&self, index: usize) -> &[i8] {
+        &self.codes[index * self.dim..(index + 1) * self.dim]
     }
 
     /// The approximate [`Metric::distance`] between point `index` and `query`.
     #[inline]
     pub fn distance(&self, metric: Metric, index: usize, query: &QuantizedQuery) -> f32 {
-        let dot = self.estimated_dot(index, query);
+        let sum = kernels::dot_i8_i16(self.row(index), &query.wide);
+        self.distance_from_sum(metric, index, query, sum)
+    }
+
+    /// [`Self::distance`] of four points at once ([`kernels::dot_i8_i16_x4`]).
+    #[inline]
+    fn distances_x4(&self, metric: Metric, indices: [u32; 4], query: &QuantizedQuery) -> [f32; 4] {
+        let rows = indices.map(|i| self.row(i as usize));
+        let sums = kernels::dot_i8_i16_x4(rows, &query.wide);
+        core::array::from_fn(|r| {
+            self.distance_from_sum(metric, indices[r] as usize, query, sums[r])
+        })
+    }
+
+    /// The distance estimate from the integer dot product of the codes.
+    #[inline]
+    fn distance_from_sum(
+        &self,
+        metric: Metric,
+        index: usize,
+        query: &QuantizedQuery,
+        sum: i32,
+    ) -> f32 {
+        let dot = sum as f32 * (self.scales[index] * query.scale);
         match metric {
             Metric::Cosine | Metric::Dot => -dot,
             Metric::L2 => self.norms_squared[index] + query.norm_squared - 2.0 * dot,
@@ -232,8 +329,24 @@ impl ErrorBound {
 
     #[inline]
     fn error(&self, codes: &QuantizedVectors, index: usize) -> f32 {
-        let quantization = codes.scales[index] * self.a + codes.l1_norms[index] * self.b;
-        self.factor * quantization + self.c * codes.norms_squared[index] + self.d
+        self.of(
+            codes.scales[index],
+            codes.l1_norms[index],
+            codes.norms_squared[index],
+        )
+    }
+
+    /// The bound for any vector of `codes`: the formula is increasing in
+    /// each per-vector term (and rounding is monotone), so the largest terms
+    /// give an error no vector's exceeds.
+    fn largest(&self, codes: &QuantizedVectors) -> f32 {
+        let largest = codes.largest;
+        self.of(largest.scale, largest.l1_norm, largest.norm_squared)
+    }
+
+    #[inline]
+    fn of(&self, scale: f32, l1_norm: f32, norm_squared: f32) -> f32 {
+        self.factor * (scale * self.a + l1_norm * self.b) + self.c * norm_squared + self.d
     }
 }
 
@@ -249,27 +362,46 @@ pub fn exact_top_k(
     accept: impl Fn(u32) -> bool,
     exact: impl Fn(u32) -> f32,
 ) -> Vec<Scored> {
+    if k == 0 {
+        return Vec::new();
+    }
     let bound = ErrorBound::new(codes, metric, query);
-    let mut upper = TopK::new(k);
-    // The k-th smallest upper bound so far, cached: it only changes on a push.
-    let mut limit = f32::INFINITY;
-    let mut candidates: Vec<(f32, u32)> = Vec::with_capacity(4 * k);
-    for index in 0..codes.len() {
-        if !accept(index as u32) {
-            continue;
-        }
-        let estimate = codes.distance(metric, index, query);
-        let error = bound.error(codes, index);
-        let low = estimate - error;
-        if low <= limit {
-            candidates.push((low, index as u32));
-            upper.push(Scored {
-                distance: estimate + error,
-                index: index as u32,
-            });
-            limit = upper.threshold();
+    let mut scan = BoundedScan {
+        largest_error: bound.largest(codes),
+        bound,
+        upper: TopK::new(k),
+        limit: f32::INFINITY,
+        candidates: Vec::with_capacity(4 * k),
+    };
+    // Accepted points go through the four-row kernel in groups of four, so
+    // a filter leaves the kernel as dense as an unfiltered scan.
+    let mut group = [0u32; 4];
+    let mut filled = 0;
+    for index in (0..codes.len() as u32).filter(|&i| accept(i)) {
+        group[filled] = index;
+        filled += 1;
+        if filled == 4 {
+            let estimates = codes.distances_x4(metric, group, query);
+            // Most groups hold no point near the top k: one test for all
+            // four (without short-circuits, so it stays branch-free).
+            if estimates
+                .iter()
+                .fold(false, |near, &e| near | scan.may_enter(e))
+            {
+                for (index, estimate) in group.into_iter().zip(estimates) {
+                    scan.consider(codes, index, estimate);
+                }
+            }
+            filled = 0;
         }
     }
+    for &index in &group[..filled] {
+        let estimate = codes.distance(metric, index as usize, query);
+        scan.consider(codes, index, estimate);
+    }
+    let BoundedScan {
+        limit, candidates, ..
+    } = scan;
     let mut top = TopK::new(k);
     for (low, index) in candidates {
         if low <= limit {
@@ -280,6 +412,46 @@ pub fn exact_top_k(
         }
     }
     top.into_sorted_vec()
+}
+
+/// The state of [`exact_top_k`]'s int8 pass.
+struct BoundedScan {
+    bound: ErrorBound,
+    /// No point's error exceeds this.
+    largest_error: f32,
+    /// The k smallest upper bounds so far.
+    upper: TopK,
+    /// The k-th smallest upper bound, cached: it only changes on a push.
+    limit: f32,
+    /// (lower bound, index) of every point that could still be in the top k.
+    candidates: Vec<(f32, u32)>,
+}
+
+impl BoundedScan {
+    /// Whether a point estimated at `estimate` may be in the top k, judged
+    /// by the largest error of any point: most are ruled out by this alone,
+    /// without reading their own terms.
+    #[inline]
+    fn may_enter(&self, estimate: f32) -> bool {
+        estimate - self.largest_error <= self.limit
+    }
+
+    #[inline]
+    fn consider(&mut self, codes: &QuantizedVectors, index: u32, estimate: f32) {
+        if !self.may_enter(estimate) {
+            return;
+        }
+        let error = self.bound.error(codes, index as usize);
+        let low = estimate - error;
+        if low <= self.limit {
+            self.candidates.push((low, index));
+            self.upper.push(Scored {
+                distance: estimate + error,
+                index,
+            });
+            self.limit = self.upper.threshold();
+        }
+    }
 }
 
 #[cfg(test)]
