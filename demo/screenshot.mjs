@@ -3,15 +3,12 @@
 // results, saves a screenshot, and prints what the page shows.
 //
 //   node demo/screenshot.mjs [URL] [OUT.png]     (default http://127.0.0.1:8080, demo.png)
-import { chromium } from "playwright-core";
+import { launchChromium } from "../tests/system/chromium.mjs";
 
 const url = process.argv[2] ?? "http://127.0.0.1:8080";
 const out = process.argv[3] ?? "demo.png";
 
-const browser = await chromium.launch({
-  executablePath: process.env.TIDEMARK_CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];

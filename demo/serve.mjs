@@ -30,14 +30,22 @@ const TYPES = {
 const DATA_FILES = new Set(["queries.jsonl", "queries.f32"]);
 
 /**
- * Serves the app on `host:port` (port 0: any free one).
+ * Serves the app on `host:port` (port 0: any free one); `app` is the folder
+ * of the page (default demo/app; the SDK benchmark serves bench/sdk).
  * `config` is what the page reads from /config.json:
  * `{ edge, writer, namespace, collection, token, writerKey }`.
  * Resolves to `{ url, close }`.
  */
-export async function serveApp({ config, dataset, host = "127.0.0.1", port = 0, pkg = join(repo, "browser-sdk", "pkg") }) {
+export async function serveApp({
+  config,
+  dataset,
+  host = "127.0.0.1",
+  port = 0,
+  pkg = join(repo, "browser-sdk", "pkg"),
+  app = join(repo, "demo", "app"),
+}) {
   // Absolute and normalized, so the containment check below compares like with like.
-  const roots = { app: join(repo, "demo", "app"), pkg: absolute(pkg), data: absolute(dataset) };
+  const roots = { app: absolute(app), pkg: absolute(pkg), data: absolute(dataset) };
   const server = createServer(async (req, res) => {
     try {
       const path = decodeURIComponent(new URL(req.url, "http://x").pathname);

@@ -24,10 +24,11 @@ export function writerBinary() {
   return bin;
 }
 
-/** Starts a writer on a free loopback port with a fresh data dir, pushing
- * signed invalidations to each of `webhooks`. */
-export async function startWriter({ webhooks = [] } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), "tidemark-edge-e2e-"));
+/** Starts a writer on a free loopback port with a fresh data dir (or the
+ * caller's `dataDir`, which `stop()` then leaves in place), pushing signed
+ * invalidations to each of `webhooks`. */
+export async function startWriter({ webhooks = [], dataDir: given } = {}) {
+  const dataDir = given ?? mkdtempSync(join(tmpdir(), "tidemark-edge-e2e-"));
   const bin = writerBinary();
   const args = ["--listen", "127.0.0.1:0", "--data-dir", dataDir];
   for (const hook of webhooks) args.push("--webhook", hook);
@@ -70,7 +71,7 @@ export async function startWriter({ webhooks = [] } = {}) {
     async stop() {
       child.kill("SIGKILL");
       await new Promise((r) => (child.exitCode !== null ? r() : child.on("exit", r)));
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!given) rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -9,7 +9,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { freePort } from "../edge/harness.mjs";
 import { call, startWriter } from "../edge/writer.mjs";
 import { startStack } from "../../demo/stack.mjs";
@@ -56,18 +56,7 @@ before(async () => {
     edgePort,
     maxStalenessMs: "600000",
   });
-  browser = await chromium.launch({
-    executablePath: process.env.TIDEMARK_CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
   mkdirSync(shots, { recursive: true });
 });
 

@@ -22,8 +22,11 @@
 //!   real writer against raw SQLite.
 //! - `bench_edge.rs`: `cargo xtask bench edge`, the edge worker in workerd
 //!   next to the real writer.
+//! - `bench_sdk.rs`: `cargo xtask bench sdk`, the browser SDK in headless
+//!   Chromium against the real writer.
 
 mod bench_edge;
+mod bench_sdk;
 mod bench_search;
 mod bench_writer;
 mod demo;
@@ -59,6 +62,11 @@ commands:
               the edge in workerd next to the real writer: write → visible with
               push (p50, p99), cold start to first search on 10k records, memory
               for the 20k set; prints the wasm's gzipped size
+  bench sdk [--json FILE]
+              the SDK's npm package in headless Chromium against the release
+              writer: a new client bootstrapping 50k records from snapshots (to
+              searchable, to persisted in IndexedDB), search p50 on 20k, bytes
+              per record change against JSON
   simd-scan F count the SIMD128 instructions in the wasm module F
 
 environment:
@@ -125,6 +133,11 @@ fn run(args: &[&str]) -> anyhow::Result<ExitCode> {
             let toolchain = Toolchain::discover()?;
             provision::all(&toolchain)?;
             bench_edge::run_bench(&toolchain, rest)
+        }
+        ["bench", "sdk", rest @ ..] => {
+            let toolchain = Toolchain::discover()?;
+            provision::all(&toolchain)?;
+            bench_sdk::run_bench(&toolchain, rest)
         }
         ["simd-scan", file] => {
             let counts = simd_scan::scan_file(std::path::Path::new(file))?;
