@@ -20,7 +20,7 @@
 // each run starts a writer on a copy of it.
 import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { call, startWriter } from "../../tests/edge/writer.mjs";
+import { call, startWriter, xorshift } from "../../tests/edge/writer.mjs";
 
 export const NS = "bench";
 export const DIM = 384;
@@ -51,19 +51,6 @@ export function readDataset(dir) {
   return { rows, base, texts, queries, gt, row: (r) => base.subarray(r * DIM, (r + 1) * DIM) };
 }
 
-/** A seeded xorshift32 in [-0.5, 0.5). */
-function noise(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32 - 0.5;
-  };
-}
-
 /**
  * `count` records from the dataset's rows: record i is row i mod rows;
  * copies after the first (i ≥ rows) get each component perturbed by
@@ -77,7 +64,7 @@ export function records(data, { count, prefix, amplitude, seed }) {
     const source = data.row(row);
     let vector = source;
     if (copy > 0) {
-      const next = noise(seed ^ Math.imul(copy, 0x9e3779b1) ^ Math.imul(row + 1, 0x85ebca6b));
+      const next = xorshift(seed ^ Math.imul(copy, 0x9e3779b1) ^ Math.imul(row + 1, 0x85ebca6b));
       vector = new Float32Array(DIM);
       let norm = 0;
       for (let d = 0; d < DIM; d++) {

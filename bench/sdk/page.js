@@ -78,6 +78,19 @@ async function stored(collection, shards) {
   }
 }
 
+/** A client of the bench's writer that syncs only when asked. */
+function open(persist, fetchFn) {
+  return Tidemark.open({
+    url: config.writer,
+    namespace: config.namespace,
+    token: config.token,
+    writerKey: config.writerKey,
+    persist,
+    autoSync: false,
+    ...(fetchFn ? { fetch: fetchFn } : {}),
+  });
+}
+
 /**
  * A new client (on this page's empty IndexedDB) bootstraps `collection`:
  * `Tidemark.open`, `db.collection`, one `db.sync()` pass. "Searchable" is the
@@ -96,15 +109,7 @@ async function bootstrap({ collection, shards, dim, persist = "indexeddb", fetch
   const out = { shards, searchable: null, firstResults: null };
 
   const t0 = performance.now();
-  const db = await Tidemark.open({
-    url: config.writer,
-    namespace: config.namespace,
-    token: config.token,
-    writerKey: config.writerKey,
-    persist,
-    autoSync: false,
-    ...(fetchFn ? { fetch: fetchFn } : {}),
-  });
+  const db = await open(persist, fetchFn);
   out.open = performance.now() - t0;
   const coll = await db.collection(collection);
   out.collection = performance.now() - t0;
@@ -156,14 +161,7 @@ async function bootstrap({ collection, shards, dim, persist = "indexeddb", fetch
 async function reopen({ collection, dim }) {
   const q0 = query(await loadQueries(), 0, dim);
   const t0 = performance.now();
-  const db = await Tidemark.open({
-    url: config.writer,
-    namespace: config.namespace,
-    token: config.token,
-    writerKey: config.writerKey,
-    persist: "indexeddb",
-    autoSync: false,
-  });
+  const db = await open("indexeddb");
   const coll = await db.collection(collection);
   const hits = coll.search(q0, { k: 10 });
   const ms = performance.now() - t0;

@@ -121,10 +121,10 @@ export function stripSignature(frame) {
   return Buffer.concat([frame.subarray(0, frame.length - 66), Buffer.from([0])]);
 }
 
-/** Deterministic vectors for the suites (a seeded xorshift). */
-export function vectors(seed, count, dim) {
+/** A seeded xorshift32: a function returning numbers in [-0.5, 0.5). */
+export function xorshift(seed) {
   let x = seed >>> 0 || 1;
-  const next = () => {
+  return () => {
     x ^= x << 13;
     x >>>= 0;
     x ^= x >>> 17;
@@ -132,6 +132,11 @@ export function vectors(seed, count, dim) {
     x >>>= 0;
     return x / 2 ** 32 - 0.5;
   };
+}
+
+/** Deterministic vectors for the suites. */
+export function vectors(seed, count, dim) {
+  const next = xorshift(seed);
   return Array.from({ length: count }, () => Array.from({ length: dim }, next));
 }
 

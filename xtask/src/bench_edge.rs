@@ -30,15 +30,7 @@ pub fn run_bench(t: &Toolchain, args: &[&str]) -> anyhow::Result<ExitCode> {
             other => bail!("unknown argument {other:?}: bench edge [--json FILE]"),
         }
     }
-    // Release: the writer seals the 10k and 20k shards' HNSW graphs inside
-    // a request, which an unoptimised build does not finish in its timeout.
-    run(t.cargo().args([
-        "build",
-        "--locked",
-        "--release",
-        "-p",
-        "tidemark-regional-writer",
-    ]))?;
+    build_release_writer(t)?;
     build_edge(t)?;
     let wasm = t.repo.join("edge-worker/build/index_bg.wasm");
     let bytes = std::fs::read(&wasm)?;
@@ -80,4 +72,17 @@ fn gzipped_len(wasm: &std::path::Path) -> anyhow::Result<usize> {
         .context("running gzip")?;
     anyhow::ensure!(out.status.success(), "gzip failed on {}", wasm.display());
     Ok(out.stdout.len())
+}
+
+/// Builds the release writer for the benchmarks: they have it seal whole
+/// shards' HNSW graphs (for the snapshots they load) inside a request, which
+/// an unoptimised build does not finish within the request's timeout.
+pub fn build_release_writer(t: &Toolchain) -> anyhow::Result<()> {
+    run(t.cargo().args([
+        "build",
+        "--locked",
+        "--release",
+        "-p",
+        "tidemark-regional-writer",
+    ]))
 }

@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::provision::run;
-use crate::sdk_package;
 use crate::toolchain::Toolchain;
+use crate::{bench_edge, sdk_package};
 
 /// The goal: a new client searchable on 50k records within a second.
 const GOAL_BOOTSTRAP_MS: f64 = 1000.0;
@@ -33,14 +33,7 @@ pub fn run_bench(t: &Toolchain, args: &[&str]) -> anyhow::Result<ExitCode> {
         }
     }
     println!("bench sdk: building the writer (release) and the SDK's npm package");
-    // Release: the writer seals every shard's HNSW graph for its snapshots.
-    run(t.cargo().args([
-        "build",
-        "--locked",
-        "--release",
-        "-p",
-        "tidemark-regional-writer",
-    ]))?;
+    bench_edge::build_release_writer(t)?;
     sdk_package::build(t)?;
 
     let work = t.target_dir.join("bench-sdk");
