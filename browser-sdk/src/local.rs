@@ -258,9 +258,8 @@ impl LocalCollection {
             return Ok(false);
         }
         let segment = snapshot
-            .index_segment
-            .as_deref()
-            .and_then(|bytes| HnswSegment::from_bytes(bytes).ok())
+            .decode_index_segment()
+            .and_then(Result::ok)
             .filter(|s| s.metric() == self.schema.metric && s.dim() == self.schema.dimension);
         self.rebuild_index(snapshot.shard, segment);
         self.dirty_shards.insert(snapshot.shard);

@@ -55,18 +55,21 @@ pub(crate) mod bytes {
 pub(crate) mod opt_bytes {
     use super::*;
 
-    #[derive(Serialize, Deserialize)]
-    struct Wrapped(#[serde(with = "bytes")] Vec<u8>);
+    #[derive(Serialize)]
+    struct Borrowed<'a>(#[serde(with = "bytes")] &'a [u8]);
+
+    #[derive(Deserialize)]
+    struct Owned(#[serde(with = "bytes")] Vec<u8>);
 
     pub fn serialize<S: Serializer>(value: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match value {
-            Some(bytes) => s.serialize_some(&Wrapped(bytes.clone())),
+            Some(bytes) => s.serialize_some(&Borrowed(bytes)),
             None => s.serialize_none(),
         }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+        Ok(Option::<Owned>::deserialize(d)?.map(|w| w.0))
     }
 }
 

@@ -122,6 +122,46 @@ impl RecordDoc {
         })
     }
 
+    /// Checks, without loading it, that `bytes` is one whole saved document
+    /// within the limits: the chunk header (magic, type, length) that
+    /// [`RecordDoc::save`] writes, and nothing after it. Loading it parses
+    /// the columns; this is what a replica that loads documents only when
+    /// they are edited checks up front.
+    pub fn check_saved(bytes: &[u8], limits: &Limits) -> Result<(), LoadError> {
+        check(bytes.len(), limits.max_doc_bytes, |actual, limit| {
+            LimitError::DocTooLarge { actual, limit }
+        })?;
+        // Automerge's chunk: magic (4 bytes), checksum (4), type (1), then
+        // the length of the rest as unsigned LEB128.
+        const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+        const DOCUMENT_CHUNK: u8 = 0;
+        let malformed = |why: &str| LoadError::Malformed(why.to_owned());
+        let header = bytes.get(..9).ok_or_else(|| malformed("too short"))?;
+        if header[..4] != MAGIC {
+            return Err(malformed("no Automerge magic bytes"));
+        }
+        if header[8] != DOCUMENT_CHUNK {
+            return Err(malformed("not a document chunk"));
+        }
+        let mut length: u64 = 0;
+        let mut rest = &bytes[9..];
+        for shift in (0..64).step_by(7) {
+            let (&byte, tail) = rest
+                .split_first()
+                .ok_or_else(|| malformed("truncated length"))?;
+            rest = tail;
+            length |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return if length == rest.len() as u64 {
+                    Ok(())
+                } else {
+                    Err(malformed("length does not match the bytes"))
+                };
+            }
+        }
+        Err(malformed("length too long"))
+    }
+
     pub fn save(&self) -> Vec<u8> {
         self.doc.save()
     }
@@ -407,6 +447,42 @@ mod tests {
         assert!(matches!(
             RecordDoc::load(b"junk", &limits),
             Err(LoadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn saved_documents_are_checked_without_loading() {
+        let limits = Limits::default();
+        let mut doc = RecordDoc::new();
+        doc.edit(&patch(json!({"text": "x".repeat(300)})), &actor(1), 0)
+            .unwrap();
+        let saved = doc.save();
+        assert_eq!(RecordDoc::check_saved(&saved, &limits), Ok(()));
+        assert_eq!(
+            RecordDoc::check_saved(&RecordDoc::new().save(), &limits),
+            Ok(())
+        );
+        for len in 0..saved.len() {
+            assert!(
+                RecordDoc::check_saved(&saved[..len], &limits).is_err(),
+                "{len} bytes"
+            );
+        }
+        let mut longer = saved.clone();
+        longer.push(0);
+        assert!(RecordDoc::check_saved(&longer, &limits).is_err());
+        let change = doc.changes().remove(0);
+        assert!(matches!(
+            RecordDoc::check_saved(&change, &limits),
+            Err(LoadError::Malformed(_))
+        ));
+        let small = Limits {
+            max_doc_bytes: saved.len() - 1,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            RecordDoc::check_saved(&saved, &small),
+            Err(LoadError::Limit(LimitError::DocTooLarge { .. }))
         ));
     }
 

@@ -10,7 +10,10 @@
 //! [`ReplicaMode::ReadOnly`] replicas (the edge) keep only materialized
 //! fields and vectors and never decode Automerge. [`ReplicaMode::Merging`]
 //! replicas (the browser) also keep each record's document, so the outbox can
-//! build offline changes on top of it.
+//! build offline changes on top of it. Documents from a snapshot stay saved
+//! bytes (checked, not parsed) until a record is edited or a log entry
+//! extends it: a new client bootstrapping tens of thousands of records loads
+//! none of them, and persisting the replica writes the bytes back unchanged.
 //!
 //! A [`Replica`] groups the shards of one collection and answers the
 //! questions that span shards: its tidemark and whether it satisfies a
@@ -18,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use thiserror::Error;
 
@@ -72,6 +76,53 @@ pub enum ApplyError {
     Docs(DecodeError),
 }
 
+/// A record's document in a merging replica.
+#[derive(Clone, Debug)]
+enum DocSlot {
+    /// As a snapshot brought it: checked with [`RecordDoc::check_saved`],
+    /// loaded on first read. A document that then fails to load counts as
+    /// absent, as a dropped one does (see [`ReplicaShard::apply_range`]).
+    Saved {
+        bytes: Vec<u8>,
+        loaded: OnceLock<Option<RecordDoc>>,
+    },
+    Live(RecordDoc),
+}
+
+impl DocSlot {
+    fn saved(bytes: Vec<u8>) -> Self {
+        Self::Saved {
+            bytes,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    fn get(&self, limits: &Limits) -> Option<&RecordDoc> {
+        match self {
+            Self::Saved { bytes, loaded } => loaded
+                .get_or_init(|| RecordDoc::load(bytes, limits).ok())
+                .as_ref(),
+            Self::Live(doc) => Some(doc),
+        }
+    }
+
+    fn into_doc(self, limits: &Limits) -> Option<RecordDoc> {
+        match self {
+            Self::Saved { bytes, loaded } => loaded
+                .into_inner()
+                .unwrap_or_else(|| RecordDoc::load(&bytes, limits).ok()),
+            Self::Live(doc) => Some(doc),
+        }
+    }
+
+    fn save(&self) -> Vec<u8> {
+        match self {
+            Self::Saved { bytes, .. } => bytes.clone(),
+            Self::Live(doc) => doc.save(),
+        }
+    }
+}
+
 /// One shard of a replica.
 #[derive(Clone, Debug)]
 pub struct ReplicaShard {
@@ -81,7 +132,7 @@ pub struct ReplicaShard {
     limits: Limits,
     tidemark: Offset,
     records: BTreeMap<RecordId, ReplicaRecord>,
-    docs: BTreeMap<RecordId, RecordDoc>,
+    docs: BTreeMap<RecordId, DocSlot>,
 }
 
 impl ReplicaShard {
@@ -120,9 +171,9 @@ impl ReplicaShard {
         self.records.iter()
     }
 
-    /// A record's document (merging replicas only).
+    /// A record's document (merging replicas only), loaded on first use.
     pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
-        self.docs.get(id)
+        self.docs.get(id).and_then(|slot| slot.get(&self.limits))
     }
 
     fn check_origin(&self, collection: &CollectionKey, shard: ShardId) -> Result<(), ApplyError> {
@@ -182,7 +233,11 @@ impl ReplicaShard {
             );
         }
         if self.mode == ReplicaMode::Merging {
-            let doc = self.docs.entry(entry.id.clone()).or_default();
+            let mut doc = self
+                .docs
+                .remove(&entry.id)
+                .and_then(|slot| slot.into_doc(&self.limits))
+                .unwrap_or_default();
             let mut intact = true;
             for change in &entry.changes {
                 intact &= doc.apply(change, &self.limits).is_ok();
@@ -195,8 +250,8 @@ impl ReplicaShard {
             // (fields are root keys). A document that took every change holds
             // the writer's history, so it has the writer's state (comparing
             // would cost a materialization per entry).
-            if !intact || doc.pending_len() > 0 {
-                self.docs.remove(&entry.id);
+            if intact && doc.pending_len() == 0 {
+                self.docs.insert(entry.id.clone(), DocSlot::Live(doc));
             }
         }
         self.tidemark = entry.offset.next();
@@ -213,9 +268,10 @@ impl ReplicaShard {
             ReplicaMode::ReadOnly => BTreeMap::new(),
             ReplicaMode::Merging => snapshot
                 .docs
-                .decode(&self.limits)
+                .decode_saved(&self.limits)
                 .map_err(ApplyError::Docs)?
                 .into_iter()
+                .map(|(id, bytes)| (id, DocSlot::saved(bytes)))
                 .collect(),
         };
         self.records = snapshot
@@ -252,7 +308,7 @@ impl ReplicaShard {
                     vector: r.vector.clone(),
                 })
                 .collect(),
-            docs: DocsSection::encode(self.docs.iter().map(|(id, doc)| (id, doc.save()))),
+            docs: DocsSection::encode(self.docs.iter().map(|(id, slot)| (id, slot.save()))),
             index_segment: None,
         }
     }

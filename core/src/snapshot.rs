@@ -8,9 +8,12 @@
 //! - `docs`: the saved Automerge document of every record that has one,
 //!   deleted records included (a browser that merges must keep extending
 //!   their history). It is one opaque byte string, so a reader that does not
-//!   merge skips it without decoding; [`DocsSection::decode`] opens it.
+//!   merge skips it without decoding; [`DocsSection::decode_saved`] opens it.
 //! - `index_segment`: the sealed vector index segment the writer built for
-//!   this shard, opaque here (the vector search module defines its bytes).
+//!   this shard (the vector search module defines its bytes). When its
+//!   points' vectors are exactly the records' vectors, it ships without them
+//!   ([`Snapshot::set_index_segment`]) and [`Snapshot::decode_index_segment`]
+//!   takes them from the records: each vector crosses the wire once.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +23,8 @@ use crate::log::Offset;
 use crate::model::{CollectionKey, Fields, RecordId};
 use crate::record::{LoadError, RecordDoc};
 use crate::shard::ShardId;
+use crate::vector::HnswSegment;
+use crate::vector::segment_codec::DecodeError as SegmentDecodeError;
 use crate::wire::DecodeError;
 
 /// A live record as a snapshot holds it.
@@ -67,9 +72,11 @@ impl DocsSection {
         self.0.is_empty()
     }
 
-    /// Decodes and loads every document. Ids are validated; each document
-    /// is bounded by [`Limits::max_doc_bytes`].
-    pub fn decode(&self, limits: &Limits) -> Result<Vec<(RecordId, RecordDoc)>, DecodeError> {
+    /// Decodes the section into `(id, saved document)` pairs without
+    /// loading the documents: ids are validated and each document is checked
+    /// with [`RecordDoc::check_saved`], so a replica can keep the bytes and
+    /// load a document when it is first used.
+    pub fn decode_saved(&self, limits: &Limits) -> Result<Vec<(RecordId, Vec<u8>)>, DecodeError> {
         if self.0.is_empty() {
             return Ok(Vec::new());
         }
@@ -81,13 +88,27 @@ impl DocsSection {
         docs.into_iter()
             .map(|saved| {
                 saved.id.validate(limits)?;
-                let doc = RecordDoc::load(&saved.doc, limits).map_err(|e| match e {
-                    LoadError::Limit(limit) => DecodeError::Limit(limit),
-                    LoadError::Malformed(why) => DecodeError::Malformed(why),
-                })?;
-                Ok((saved.id, doc))
+                RecordDoc::check_saved(&saved.doc, limits)?;
+                Ok((saved.id, saved.doc))
             })
             .collect()
+    }
+
+    /// Decodes and loads every document (the writer restoring a shard).
+    pub fn decode(&self, limits: &Limits) -> Result<Vec<(RecordId, RecordDoc)>, DecodeError> {
+        self.decode_saved(limits)?
+            .into_iter()
+            .map(|(id, bytes)| Ok((id, RecordDoc::load(&bytes, limits)?)))
+            .collect()
+    }
+}
+
+impl From<LoadError> for DecodeError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Limit(limit) => DecodeError::Limit(limit),
+            LoadError::Malformed(why) => DecodeError::Malformed(why),
+        }
     }
 }
 
@@ -105,6 +126,39 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A live record's vector, by id.
+    pub fn vector_of(&self, id: &str) -> Option<&[f32]> {
+        self.records
+            .binary_search_by(|r| r.id.as_str().cmp(id))
+            .ok()
+            .and_then(|i| self.records[i].vector.as_deref())
+    }
+
+    /// Ships `segment` in the snapshot: without its vectors when every
+    /// point's vector equals its record's (the writer seals the
+    /// snapshot's own records, whose vectors are prepared, and preparing is
+    /// idempotent), else whole.
+    pub fn set_index_segment(&mut self, segment: &HnswSegment) {
+        let shared = !segment.vectors().is_empty()
+            && segment
+                .ids()
+                .iter()
+                .enumerate()
+                .all(|(point, id)| segment.vector(point as u32) == self.vector_of(id));
+        self.index_segment = Some(if shared {
+            segment.to_bytes_without_vectors()
+        } else {
+            segment.to_bytes()
+        });
+    }
+
+    /// The sealed segment the snapshot carries, if any, with its vectors.
+    pub fn decode_index_segment(&self) -> Option<Result<HnswSegment, SegmentDecodeError>> {
+        self.index_segment
+            .as_deref()
+            .map(|bytes| HnswSegment::from_bytes_with_vectors(bytes, |id| self.vector_of(id)))
+    }
+
     pub(crate) fn validate(&self, limits: &Limits) -> Result<(), DecodeError> {
         self.collection.validate()?;
         for record in &self.records {

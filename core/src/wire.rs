@@ -142,6 +142,15 @@ struct Envelope {
     signature: Option<Vec<u8>>,
 }
 
+/// An envelope as read: its byte strings borrowed from the frame, which for
+/// a snapshot is tens of megabytes not to copy.
+#[derive(Deserialize)]
+struct EnvelopeRef<'a> {
+    version: u16,
+    body: &'a [u8],
+    signature: Option<&'a [u8]>,
+}
+
 fn signed_bytes(version: u16, body: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(SIGNING_CONTEXT.len() + 2 + body.len());
     bytes.extend_from_slice(SIGNING_CONTEXT);
@@ -181,7 +190,7 @@ pub fn encode_signed(message: &Message, key: &SigningKey) -> Vec<u8> {
 /// clients' requests, whose authority is their token.
 pub fn decode(frame: &[u8], limits: &Limits) -> Result<Message, DecodeError> {
     let envelope = open_envelope(frame, limits)?;
-    decode_body(&envelope.body, limits)
+    decode_body(envelope.body, limits)
 }
 
 /// Decodes a frame that must carry a valid signature by `writer`: for
@@ -192,15 +201,15 @@ pub fn decode_verified(
     limits: &Limits,
 ) -> Result<Message, DecodeError> {
     let envelope = open_envelope(frame, limits)?;
-    let signature = envelope.signature.as_deref().ok_or(DecodeError::Unsigned)?;
+    let signature = envelope.signature.ok_or(DecodeError::Unsigned)?;
     let signature = Signature::from_slice(signature).map_err(|_| DecodeError::BadSignature)?;
     writer
-        .verify(&signed_bytes(envelope.version, &envelope.body), &signature)
+        .verify(&signed_bytes(envelope.version, envelope.body), &signature)
         .map_err(|_| DecodeError::BadSignature)?;
-    decode_body(&envelope.body, limits)
+    decode_body(envelope.body, limits)
 }
 
-fn open_envelope(frame: &[u8], limits: &Limits) -> Result<Envelope, DecodeError> {
+fn open_envelope<'a>(frame: &'a [u8], limits: &Limits) -> Result<EnvelopeRef<'a>, DecodeError> {
     check(frame.len(), limits.max_frame_bytes, |actual, limit| {
         LimitError::FrameTooLarge { actual, limit }
     })?;
@@ -209,7 +218,7 @@ fn open_envelope(frame: &[u8], limits: &Limits) -> Result<Envelope, DecodeError>
     if version != WIRE_VERSION {
         return Err(DecodeError::UnsupportedVersion { found: version });
     }
-    let (envelope, rest) = postcard::take_from_bytes::<Envelope>(frame)
+    let (envelope, rest) = postcard::take_from_bytes::<EnvelopeRef<'a>>(frame)
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { count: rest.len() });

@@ -18,7 +18,7 @@ use tidemark_core::model::{CollectionKey, CollectionSchema, RecordId};
 use tidemark_core::replica::{ApplyError, Progress, ReplicaMode, ReplicaRecord, ReplicaShard};
 use tidemark_core::shard::ShardId;
 use tidemark_core::snapshot::Snapshot;
-use tidemark_core::vector::{Hit, HnswSegment, Precision, Query, QueryError, ShardIndex};
+use tidemark_core::vector::{Hit, Precision, Query, QueryError, ShardIndex};
 use tidemark_core::wire::LogRange;
 
 use crate::error::EdgeError;
@@ -80,8 +80,8 @@ impl EdgeShard {
             .load_snapshot(snapshot)
             .map_err(|e| crate::error::untrusted_apply("snapshot", e))?;
         let mut in_segment: HashSet<String> = HashSet::new();
-        if let Some(bytes) = &snapshot.index_segment {
-            let mut segment = HnswSegment::from_bytes(bytes)
+        if let Some(segment) = snapshot.decode_index_segment() {
+            let mut segment = segment
                 .map_err(|e| EdgeError::untrusted(format!("the snapshot's index segment: {e}")))?;
             if segment.metric() != schema.metric || segment.dim() != schema.dimension {
                 return Err(EdgeError::untrusted(

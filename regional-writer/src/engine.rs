@@ -534,7 +534,9 @@ impl Engine {
         } else {
             None
         };
-        snapshot.index_segment = segment.as_ref().map(HnswSegment::to_bytes);
+        if let Some(segment) = &segment {
+            snapshot.set_index_segment(segment);
+        }
         let fields: HashMap<String, Value> = snapshot
             .records
             .iter()
@@ -794,10 +796,9 @@ fn restore_shard(
         &entries,
     )
     .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-    let mut index = match snapshot.as_ref().and_then(|s| s.index_segment.as_deref()) {
-        Some(bytes) => {
-            let segment =
-                HnswSegment::from_bytes(bytes).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    let mut index = match snapshot.as_ref().and_then(Snapshot::decode_index_segment) {
+        Some(segment) => {
+            let segment = segment.map_err(|e| EngineError::Corrupt(e.to_string()))?;
             let fields = snapshot
                 .iter()
                 .flat_map(|s| &s.records)

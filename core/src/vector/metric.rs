@@ -32,6 +32,12 @@ pub enum VectorError {
     ZeroNorm,
 }
 
+/// How far from 1 a squared norm may be for [`Metric::prepare`] to take the
+/// vector as unit length: the rounding of a 4096-term f32 dot product stays
+/// well inside it, and a cosine computed on such a vector is off by at most
+/// this relative amount.
+pub const UNIT_TOLERANCE: f32 = 1e-5;
+
 impl Metric {
     /// Checks `vector` for a collection of `dimension` dimensions.
     pub fn validate(self, vector: &[f32], dimension: usize) -> Result<(), VectorError> {
@@ -52,10 +58,20 @@ impl Metric {
 
     /// The form a valid vector is stored and searched in: unit length under
     /// cosine, unchanged otherwise.
+    ///
+    /// Idempotent, bit for bit: a vector already of unit length (within
+    /// [`UNIT_TOLERANCE`]) is kept as it is, because dividing by a norm
+    /// computed as 0.99999994 would move its last bits. So a prepared vector
+    /// stored by the writer is exactly the one its sealed segment holds, and
+    /// a snapshot can ship it once.
     pub fn prepare(self, vector: &[f32]) -> Vec<f32> {
         match self {
             Metric::Cosine => {
-                let norm = kernels::dot(vector, vector).sqrt();
+                let norm_squared = kernels::dot(vector, vector);
+                if (norm_squared - 1.0).abs() <= UNIT_TOLERANCE {
+                    return vector.to_vec();
+                }
+                let norm = norm_squared.sqrt();
                 vector.iter().map(|x| x / norm).collect()
             }
             Metric::Dot | Metric::L2 => vector.to_vec(),
@@ -113,6 +129,25 @@ mod tests {
         let far = Metric::Cosine.prepare(&[-4.0, 3.0]);
         assert!(Metric::Cosine.distance(&a, &near) < Metric::Cosine.distance(&a, &far));
         assert_eq!(Metric::L2.distance(&[0.0, 0.0], &[3.0, 4.0]), 25.0);
+    }
+
+    #[test]
+    fn preparing_twice_changes_no_bit() {
+        let mut state = 7u64;
+        for dim in [2, 3, 16, 384, 1536] {
+            for _ in 0..50 {
+                let v: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state % 2001) as f32 / 1000.0 - 1.0
+                    })
+                    .collect();
+                let once = Metric::Cosine.prepare(&v);
+                assert_eq!(Metric::Cosine.prepare(&once), once, "dim {dim}");
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! vectors  if flags & F32: len × dim × f32, in graph order
 //! ```
 //!
+//! A segment that ships inside a snapshot next to the records it indexes may
+//! leave its vectors out (flag `F32_RECORDS` instead of `F32`): they are the
+//! records' own vectors, which the snapshot already carries, and
+//! [`HnswSegment::from_bytes_with_vectors`] takes them from there by id.
+//! This halves a snapshot's bytes, and what a replica verifies, hashes and
+//! copies on bootstrap.
+//!
 //! The vectors come last and outside the head so that [`SegmentDecoder`] can
 //! stream them straight into their final allocation: a replica loading a
 //! 30 MB segment from a chunked source holds the head plus one chunk in
@@ -30,6 +37,7 @@ const MAGIC: &[u8; 4] = b"TMHS";
 const VERSION: u16 = 1;
 const FLAG_F32: u16 = 1;
 const FLAG_INT8: u16 = 2;
+const FLAG_F32_RECORDS: u16 = 4;
 const PREFIX_LEN: usize = 16;
 
 /// Longest record id, in bytes (also checked at ingest).
@@ -55,11 +63,28 @@ pub enum DecodeError {
     LengthMismatch { declared: usize, actual: usize },
     #[error("segment is malformed: {0}")]
     Malformed(&'static str),
+    #[error("the segment's vectors ship with its records; load it with them")]
+    VectorsElsewhere,
+    #[error("point {0:?} has no vector of the segment's dimension among the records")]
+    MissingVector(String),
 }
 
 impl HnswSegment {
     /// The segment's bytes (see the module docs for the layout).
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    /// The segment's bytes without its f32 vectors, for shipping next to
+    /// records that carry exactly those vectors (a snapshot): load it with
+    /// [`HnswSegment::from_bytes_with_vectors`]. A segment that keeps only
+    /// int8 codes has no vectors to leave out and encodes as with
+    /// [`HnswSegment::to_bytes`].
+    pub fn to_bytes_without_vectors(&self) -> Vec<u8> {
+        self.encode(false)
+    }
+
+    fn encode(&self, with_vectors: bool) -> Vec<u8> {
         let mut head = Vec::new();
         head.push(metric_code(self.metric));
         put_u32(&mut head, self.dim as u32);
@@ -89,16 +114,24 @@ impl HnswSegment {
                 .for_each(|x| head.extend(x.to_le_bytes()));
             head.extend(q.codes().iter().map(|&c| c as u8));
         }
-        if !self.vectors.is_empty() || self.quantized.is_none() {
-            flags |= FLAG_F32;
-        }
-        let mut out = Vec::with_capacity(PREFIX_LEN + head.len() + 4 * self.vectors.len());
+        let vectors: &[f32] = if !self.vectors.is_empty() || self.quantized.is_none() {
+            if with_vectors {
+                flags |= FLAG_F32;
+                &self.vectors
+            } else {
+                flags |= FLAG_F32_RECORDS;
+                &[]
+            }
+        } else {
+            &[]
+        };
+        let mut out = Vec::with_capacity(PREFIX_LEN + head.len() + 4 * vectors.len());
         out.extend(MAGIC);
         out.extend(VERSION.to_le_bytes());
         out.extend(flags.to_le_bytes());
         out.extend((head.len() as u64).to_le_bytes());
         out.extend(head);
-        for x in &self.vectors {
+        for x in vectors {
             out.extend(x.to_le_bytes());
         }
         out
@@ -110,7 +143,22 @@ impl HnswSegment {
         decoder.push(bytes)?;
         decoder.finish()
     }
+
+    /// Loads a segment from either encoding; one without its vectors takes
+    /// each point's vector from `vector_of(id)` (the records it shipped
+    /// with), which must have the segment's dimension and be finite.
+    pub fn from_bytes_with_vectors<'v>(
+        bytes: &[u8],
+        vector_of: impl FnMut(&str) -> Option<&'v [f32]>,
+    ) -> Result<Self, DecodeError> {
+        let mut decoder = SegmentDecoder::new(bytes.len())?;
+        decoder.push(bytes)?;
+        decoder.finish_with_vectors(vector_of)
+    }
 }
+
+/// Where a segment shipped without its vectors finds them, by record id.
+type VectorLookup<'a, 'v> = &'a mut dyn FnMut(&str) -> Option<&'v [f32]>;
 
 /// Decodes a segment from chunks as they arrive, writing the vectors into
 /// their final allocation. The total length comes from the enclosing frame
@@ -134,6 +182,7 @@ enum State {
         segment: Box<HnswSegment>,
         carry: Vec<u8>,
         expected: usize,
+        from_records: bool,
     },
 }
 
@@ -213,7 +262,10 @@ impl SegmentDecoder {
                     return Err(DecodeError::UnsupportedVersion(version));
                 }
                 let flags = u16::from_le_bytes([b[6], b[7]]);
-                if flags & !(FLAG_F32 | FLAG_INT8) != 0 || flags == 0 {
+                if flags & !(FLAG_F32 | FLAG_INT8 | FLAG_F32_RECORDS) != 0
+                    || flags == 0
+                    || flags & (FLAG_F32 | FLAG_F32_RECORDS) == FLAG_F32 | FLAG_F32_RECORDS
+                {
                     return Err(DecodeError::Malformed("unknown storage flags"));
                 }
                 let head_len = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
@@ -256,6 +308,7 @@ impl SegmentDecoder {
                     segment: Box::new(segment),
                     carry: Vec::new(),
                     expected,
+                    from_records: flags & FLAG_F32_RECORDS != 0,
                 };
             }
             State::Vectors { .. } => {}
@@ -265,20 +318,51 @@ impl SegmentDecoder {
 
     /// The segment, once every declared byte has arrived.
     pub fn finish(self) -> Result<HnswSegment, DecodeError> {
+        self.finish_inner(None)
+    }
+
+    /// The segment, taking its vectors from `vector_of` if it was encoded
+    /// without them (see [`HnswSegment::from_bytes_with_vectors`]).
+    pub fn finish_with_vectors<'v>(
+        self,
+        mut vector_of: impl FnMut(&str) -> Option<&'v [f32]>,
+    ) -> Result<HnswSegment, DecodeError> {
+        self.finish_inner(Some(&mut vector_of))
+    }
+
+    fn finish_inner<'v>(
+        self,
+        vector_of: Option<VectorLookup<'_, 'v>>,
+    ) -> Result<HnswSegment, DecodeError> {
         if self.received != self.declared {
             return Err(DecodeError::Truncated("segment"));
         }
         match self.state {
             State::Vectors {
-                segment,
+                mut segment,
                 carry,
                 expected,
+                from_records,
             } => {
                 if !carry.is_empty() || segment.vectors.len() != expected {
                     return Err(DecodeError::Truncated("vectors"));
                 }
                 if segment.vectors.iter().any(|x| !x.is_finite()) {
                     return Err(DecodeError::Malformed("a vector component is not finite"));
+                }
+                if from_records {
+                    let vector_of = vector_of.ok_or(DecodeError::VectorsElsewhere)?;
+                    let dim = segment.dim;
+                    let mut vectors = Vec::with_capacity(segment.len() * dim);
+                    for id in &segment.ids {
+                        match vector_of(id) {
+                            Some(v) if v.len() == dim && v.iter().all(|x| x.is_finite()) => {
+                                vectors.extend_from_slice(v);
+                            }
+                            _ => return Err(DecodeError::MissingVector(id.clone())),
+                        }
+                    }
+                    segment.vectors = vectors;
                 }
                 Ok(*segment)
             }
@@ -488,6 +572,54 @@ mod tests {
             }
             assert_eq!(decoder.finish().unwrap(), s);
         }
+    }
+
+    #[test]
+    fn leaves_its_vectors_to_the_records_it_ships_with() {
+        let records = records(4, 120, 16);
+        let s = HnswSegment::build(Metric::L2, 16, &records, BuildOptions::with_seed(3)).unwrap();
+        let bytes = s.to_bytes_without_vectors();
+        assert_eq!(bytes.len(), s.to_bytes().len() - 4 * 120 * 16);
+        let lookup = |id: &str| {
+            records
+                .iter()
+                .find(|(rid, _)| rid == id)
+                .map(|(_, v)| v.as_slice())
+        };
+        assert_eq!(
+            HnswSegment::from_bytes_with_vectors(&bytes, lookup).unwrap(),
+            s
+        );
+        // A full segment ignores the lookup.
+        assert_eq!(
+            HnswSegment::from_bytes_with_vectors(&s.to_bytes(), |_| None).unwrap(),
+            s
+        );
+        assert_eq!(
+            HnswSegment::from_bytes(&bytes),
+            Err(DecodeError::VectorsElsewhere)
+        );
+        assert!(matches!(
+            HnswSegment::from_bytes_with_vectors(&bytes, |id| (id != records[7].0).then(|| lookup(id)).flatten()),
+            Err(DecodeError::MissingVector(id)) if id == records[7].0
+        ));
+        let short = [0.5f32; 15];
+        assert!(matches!(
+            HnswSegment::from_bytes_with_vectors(&bytes, |_| Some(&short[..])),
+            Err(DecodeError::MissingVector(_))
+        ));
+        let nan = [f32::NAN; 16];
+        assert!(matches!(
+            HnswSegment::from_bytes_with_vectors(&bytes, |_| Some(&nan[..])),
+            Err(DecodeError::MissingVector(_))
+        ));
+        for len in 0..bytes.len() {
+            assert!(HnswSegment::from_bytes_with_vectors(&bytes[..len], lookup).is_err());
+        }
+        // int8 only: nothing to leave out.
+        let mut int8 = s.clone();
+        int8.set_precision(Precision::Int8);
+        assert_eq!(int8.to_bytes_without_vectors(), int8.to_bytes());
     }
 
     /// A corpus of bad inputs: every one must be a typed error, never a panic.
