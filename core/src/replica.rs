@@ -130,6 +130,8 @@ pub struct ReplicaShard {
     shard: ShardId,
     mode: ReplicaMode,
     limits: Limits,
+    /// Whether records keep their vectors (see [`ReplicaShard::without_vectors`]).
+    keep_vectors: bool,
     tidemark: Offset,
     records: BTreeMap<RecordId, ReplicaRecord>,
     docs: BTreeMap<RecordId, DocSlot>,
@@ -147,10 +149,20 @@ impl ReplicaShard {
             shard,
             mode,
             limits,
+            keep_vectors: true,
             tidemark: Offset(0),
             records: BTreeMap::new(),
             docs: BTreeMap::new(),
         }
+    }
+
+    /// A replica whose records do not keep their vectors (they read as
+    /// `None`): for a host whose vector index holds every vector already
+    /// (the edge, where a second copy would double a shard's memory). Such
+    /// a host answers a record's vector from its index.
+    pub fn without_vectors(mut self) -> Self {
+        self.keep_vectors = false;
+        self
     }
 
     pub fn shard(&self) -> ShardId {
@@ -228,7 +240,7 @@ impl ReplicaShard {
                 entry.id.clone(),
                 ReplicaRecord {
                     fields: entry.fields.clone(),
-                    vector: entry.vector.clone(),
+                    vector: self.keep_vectors.then(|| entry.vector.clone()).flatten(),
                 },
             );
         }
@@ -282,7 +294,7 @@ impl ReplicaShard {
                     r.id.clone(),
                     ReplicaRecord {
                         fields: r.fields.clone(),
-                        vector: r.vector.clone(),
+                        vector: self.keep_vectors.then(|| r.vector.clone()).flatten(),
                     },
                 )
             })

@@ -649,6 +649,44 @@ fn snapshot_documents_load_when_used_and_persist_unchanged() {
 }
 
 #[test]
+fn replicas_without_vectors_keep_fields_only() {
+    let mut w = writer();
+    let log = w
+        .apply(
+            &batch(vec![
+                json_op(
+                    "a",
+                    JsonEdit::Put(fields(json!({"k": 1}))),
+                    Some(vec![3.0, 4.0]),
+                ),
+                json_op(
+                    "b",
+                    JsonEdit::Put(fields(json!({"k": 2}))),
+                    Some(vec![1.0, 0.0]),
+                ),
+            ]),
+            &actor(),
+            0,
+        )
+        .unwrap()
+        .entries;
+    let snapshot = w.snapshot(None);
+    assert_eq!(snapshot.vector_of("a"), Some(&[0.6, 0.8][..]));
+    let edge = || {
+        ReplicaShard::new(key(), ShardId(0), ReplicaMode::ReadOnly, Limits::default())
+            .without_vectors()
+    };
+    let mut from_snapshot = edge();
+    from_snapshot.load_snapshot(&snapshot).unwrap();
+    let mut from_log = edge();
+    from_log.apply_range(&range(&log, 0, 2)).unwrap();
+    for replica in [&from_snapshot, &from_log] {
+        let a = replica.get(&id("a")).unwrap();
+        assert_eq!((&a.fields, &a.vector), (&fields(json!({"k": 1})), &None));
+    }
+}
+
+#[test]
 fn read_only_replicas_skip_the_documents_section() {
     let mut w = writer();
     w.apply(

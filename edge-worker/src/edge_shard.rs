@@ -57,9 +57,12 @@ fn json_cost(value: &Value) -> usize {
 }
 
 impl EdgeShard {
+    /// A shard with no records yet. Its records' vectors live in the index
+    /// only (the fresh segment keeps f32 whatever the precision).
     pub fn empty(key: CollectionKey, shard: ShardId, schema: &CollectionSchema) -> Self {
         Self {
-            replica: ReplicaShard::new(key, shard, ReplicaMode::ReadOnly, Limits::default()),
+            replica: ReplicaShard::new(key, shard, ReplicaMode::ReadOnly, Limits::default())
+                .without_vectors(),
             index: ShardIndex::new(schema.metric, schema.dimension),
             record_bytes: 0,
             checked_at_ms: f64::NEG_INFINITY,
@@ -74,7 +77,17 @@ impl EdgeShard {
         snapshot: &Snapshot,
         precision: Precision,
     ) -> Result<Self, EdgeError> {
-        let mut shard = Self::empty(key, snapshot.shard, schema);
+        let mut shard = Self::empty(key.clone(), snapshot.shard, schema);
+        if precision == Precision::Int8 {
+            // The sealed segment will drop its f32 vectors: the records keep
+            // theirs, so that reads still answer them exactly.
+            shard.replica = ReplicaShard::new(
+                key,
+                snapshot.shard,
+                ReplicaMode::ReadOnly,
+                Limits::default(),
+            );
+        }
         shard
             .replica
             .load_snapshot(snapshot)
@@ -94,11 +107,7 @@ impl EdgeShard {
             // preparing a unit vector again may move its last bits).
             for (point, id) in segment.ids().iter().enumerate() {
                 let sealed = segment.vector(point as u32);
-                let record = RecordId::new(id.as_str(), &Limits::default())
-                    .ok()
-                    .and_then(|rid| shard.replica.get(&rid));
-                if let (Some(sealed), Some(vector)) =
-                    (sealed, record.and_then(|r| r.vector.as_deref()))
+                if let (Some(sealed), Some(vector)) = (sealed, snapshot.vector_of(id))
                     && (vector == sealed || schema.metric.prepare(vector) == sealed)
                 {
                     in_segment.insert(id.clone());
@@ -120,27 +129,39 @@ impl EdgeShard {
                 shard.index.delete(id);
             }
         }
-        let mut bytes = 0;
-        for (id, record) in shard.replica.records() {
-            bytes += record_cost(id.as_str(), record);
-            if in_segment.contains(id.as_str()) {
+        for record in &snapshot.records {
+            if in_segment.contains(record.id.as_str()) {
                 continue;
             }
             shard
                 .index
                 .upsert(
-                    id.as_str(),
+                    record.id.as_str(),
                     record.vector.as_deref(),
                     Value::Object(record.fields.clone()),
                 )
                 .map_err(|e| EdgeError::untrusted(format!("a snapshot record's vector: {e}")))?;
         }
-        shard.record_bytes = bytes;
+        shard.record_bytes = shard
+            .replica
+            .records()
+            .map(|(id, record)| record_cost(id.as_str(), record))
+            .sum();
         Ok(shard)
     }
 
     pub fn replica(&self) -> &ReplicaShard {
         &self.replica
+    }
+
+    /// A record with its vector, which the index holds when the replica
+    /// does not.
+    pub fn record(&self, id: &RecordId) -> Option<ReplicaRecord> {
+        let mut record = self.replica.get(id)?.clone();
+        if record.vector.is_none() {
+            record.vector = self.index.vector(id.as_str()).map(<[f32]>::to_vec);
+        }
+        Some(record)
     }
 
     pub fn tidemark(&self) -> Offset {

@@ -98,7 +98,7 @@ pub async fn record(req: Request, ctx: RouteContext<()>) -> Result<Response, Edg
         h.collections
             .get(&caller.key)
             .and_then(|c| c.shard(shards[0]))
-            .and_then(|s| s.replica().get(&id).cloned())
+            .and_then(|s| s.record(&id))
     });
     match found {
         None => {

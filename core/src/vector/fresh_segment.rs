@@ -48,6 +48,12 @@ impl FreshSegment {
         self.slots.contains_key(id)
     }
 
+    /// A record's prepared vector.
+    pub fn vector(&self, id: &str) -> Option<&[f32]> {
+        let start = *self.slots.get(id)? as usize * self.dim;
+        self.vectors.get(start..start + self.dim)
+    }
+
     /// Inserts or replaces a record; `vector` must be validated and prepared.
     pub fn upsert(&mut self, id: &str, vector: &[f32], fields: Value) {
         debug_assert_eq!(vector.len(), self.dim);

@@ -200,6 +200,21 @@ impl ShardIndex {
         Ok(())
     }
 
+    /// A record's prepared vector, unless the index keeps only int8 codes
+    /// for it. Under every metric a stored vector is prepared, so this is
+    /// the vector the writer stores: a replica whose index holds the vectors
+    /// need not keep a second copy ([`crate::replica::ReplicaShard::without_vectors`]).
+    pub fn vector(&self, id: &str) -> Option<&[f32]> {
+        if let Some(vector) = self.fresh.vector(id) {
+            return Some(vector);
+        }
+        let point = *self.sealed_points.get(id)?;
+        if self.is_tombstoned(point) {
+            return None;
+        }
+        self.sealed.as_ref()?.vector(point)
+    }
+
     /// Removes a record; false if the index did not hold it.
     pub fn delete(&mut self, id: &str) -> bool {
         let before = self.len();
@@ -310,6 +325,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::vector::hnsw_segment::Precision;
     use crate::vector::metric::VectorError;
     use crate::vector::test_data::{SplitMix, queries, records};
     use serde_json::json;
@@ -474,6 +490,23 @@ mod tests {
         // A record without a vector leaves the index.
         index.upsert("r7", None, json!({})).unwrap();
         assert_eq!(index.len(), 99);
+    }
+
+    #[test]
+    fn answers_each_records_prepared_vector() {
+        let (mut index, model) = sealed_index(60);
+        for (id, (v, _)) in &model {
+            assert_eq!(index.vector(id), Some(v.as_slice()), "{id}");
+        }
+        let moved = Metric::Cosine.prepare(&[0.5; DIM]);
+        index.upsert("r3", Some(&[0.5; DIM]), json!({})).unwrap();
+        assert_eq!(index.vector("r3"), Some(moved.as_slice()));
+        index.delete("r4");
+        assert_eq!(index.vector("r4"), None);
+        assert_eq!(index.vector("nobody"), None);
+        index.sealed_mut().unwrap().set_precision(Precision::Int8);
+        assert_eq!(index.vector("r5"), None);
+        assert_eq!(index.vector("r3"), Some(moved.as_slice()));
     }
 
     #[test]
