@@ -203,7 +203,11 @@ impl SyncPass<'_> {
                     if !ids.is_empty() {
                         (self.emit)(SyncEvent::Changed { ids });
                     }
-                    self.persist(local).await?;
+                    // Persisted with the rest of the pass, after every shard
+                    // is loaded: a new client is searchable once the last
+                    // snapshot is in memory, not after the IndexedDB writes
+                    // of the shards before it. A pass cut short fetches the
+                    // snapshot again.
                 }
             }
         }
