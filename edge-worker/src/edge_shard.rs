@@ -57,12 +57,27 @@ fn json_cost(value: &Value) -> usize {
 }
 
 impl EdgeShard {
-    /// A shard with no records yet. Its records' vectors live in the index
-    /// only (the fresh segment keeps f32 whatever the precision).
+    /// A shard with no records yet.
     pub fn empty(key: CollectionKey, shard: ShardId, schema: &CollectionSchema) -> Self {
+        Self::new(key, shard, schema, Precision::F32)
+    }
+
+    /// Records keep their vectors only where the index will not hold them in
+    /// f32: under int8-only precision the sealed segment drops its f32 (the
+    /// fresh segment keeps f32 whatever the precision).
+    fn new(
+        key: CollectionKey,
+        shard: ShardId,
+        schema: &CollectionSchema,
+        precision: Precision,
+    ) -> Self {
+        let replica = ReplicaShard::new(key, shard, ReplicaMode::ReadOnly, Limits::default());
         Self {
-            replica: ReplicaShard::new(key, shard, ReplicaMode::ReadOnly, Limits::default())
-                .without_vectors(),
+            replica: if precision == Precision::Int8 {
+                replica
+            } else {
+                replica.without_vectors()
+            },
             index: ShardIndex::new(schema.metric, schema.dimension),
             record_bytes: 0,
             checked_at_ms: f64::NEG_INFINITY,
@@ -77,17 +92,7 @@ impl EdgeShard {
         snapshot: &Snapshot,
         precision: Precision,
     ) -> Result<Self, EdgeError> {
-        let mut shard = Self::empty(key.clone(), snapshot.shard, schema);
-        if precision == Precision::Int8 {
-            // The sealed segment will drop its f32 vectors: the records keep
-            // theirs, so that reads still answer them exactly.
-            shard.replica = ReplicaShard::new(
-                key,
-                snapshot.shard,
-                ReplicaMode::ReadOnly,
-                Limits::default(),
-            );
-        }
+        let mut shard = Self::new(key, snapshot.shard, schema, precision);
         shard
             .replica
             .load_snapshot(snapshot)
@@ -101,14 +106,13 @@ impl EdgeShard {
                     "the snapshot's index segment does not match the collection's schema",
                 ));
             }
-            // Records whose vector is their sealed point's keep it. Compared
-            // before quantizing drops the f32 vectors, both as stored and as
-            // the index prepares it (the writer seals its index's vectors, and
-            // preparing a unit vector again may move its last bits).
+            // Records whose vector is their sealed point's keep it, compared
+            // before quantizing drops the f32 vectors. Stored vectors are
+            // prepared and preparing is idempotent, so equality is the test.
             for (point, id) in segment.ids().iter().enumerate() {
                 let sealed = segment.vector(point as u32);
                 if let (Some(sealed), Some(vector)) = (sealed, snapshot.vector_of(id))
-                    && (vector == sealed || schema.metric.prepare(vector) == sealed)
+                    && vector == sealed
                 {
                     in_segment.insert(id.clone());
                 }
