@@ -34,6 +34,7 @@ use tidemark_core::wire::{self, DecodeError, Invalidation, LogRange, Message};
 use tidemark_core::writer::{WriteBatch, WriteError, WriterShard};
 use tokio::sync::broadcast;
 
+use crate::sealer::{Sealer, SealerError};
 use crate::store::{
     CollectionRow, CommitError, Committer, LogRow, ShardKey, SnapshotRow, SqliteStore, Store,
     StoreError, WriteSet,
@@ -77,6 +78,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("stored data does not decode: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Sealer(#[from] SealerError),
 }
 
 impl From<DecodeError> for EngineError {
@@ -148,6 +151,7 @@ pub struct Engine {
     signing: SigningKey,
     limits: Limits,
     invalidations: broadcast::Sender<Invalidation>,
+    sealer: Sealer,
 }
 
 impl Engine {
@@ -175,6 +179,7 @@ impl Engine {
             signing,
             limits,
             invalidations,
+            sealer: Sealer::start()?,
         })
     }
 
@@ -580,7 +585,8 @@ impl Engine {
         Ok((body, at))
     }
 
-    /// The sealed segment of a snapshot's records, built on a blocking thread.
+    /// The sealed segment of a snapshot's records, built on the sealing
+    /// thread (see [`crate::sealer`]).
     async fn seal(
         &self,
         collection: &Collection,
@@ -595,11 +601,12 @@ impl Engine {
             return Ok(None);
         }
         let (metric, dim) = (collection.schema.metric, collection.schema.dimension);
-        let built = tokio::task::spawn_blocking(move || {
-            HnswSegment::build(metric, dim, &points, BuildOptions::with_seed(SEAL_SEED))
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let built = self
+            .sealer
+            .run(move || {
+                HnswSegment::build(metric, dim, &points, BuildOptions::with_seed(SEAL_SEED))
+            })
+            .await?;
         match built {
             Ok(segment) => Ok(Some(segment)),
             Err(err) => {

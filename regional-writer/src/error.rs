@@ -116,9 +116,10 @@ impl From<EngineError> for AppError {
                 Self::bad_request("invalid_vector", message)
             }
             EngineError::Query(_) => Self::bad_request("invalid_request", message),
-            EngineError::Commit(_) | EngineError::Store(_) | EngineError::Corrupt(_) => {
-                Self::unavailable(message)
-            }
+            EngineError::Commit(_)
+            | EngineError::Store(_)
+            | EngineError::Corrupt(_)
+            | EngineError::Sealer(_) => Self::unavailable(message),
         }
     }
 }

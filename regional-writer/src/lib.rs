@@ -28,6 +28,7 @@ pub mod http_client;
 pub mod import;
 pub mod keys;
 pub mod metrics;
+pub mod sealer;
 pub mod server;
 pub mod store;
 pub mod webhooks;
