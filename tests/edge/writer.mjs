@@ -100,7 +100,10 @@ function varint(n) {
 const str = (s) => Buffer.concat([varint(Buffer.byteLength(s)), Buffer.from(s)]);
 const bytes = (b) => Buffer.concat([varint(b.length), b]);
 
-const WIRE_VERSION = 1;
+// Version 1 frames: the signature covers the whole body, which node's crypto
+// signs directly (version 2 signs a BLAKE3 digest, which node lacks). The
+// edge reads both; the real writer's frames in these suites are version 2.
+const FRAME_VERSION = 1;
 const INVALIDATION = 4; // Message::Invalidation's variant index
 
 /** A wire frame of Message::Invalidation; signed when `key` is given. */
@@ -109,11 +112,11 @@ export function invalidationFrame({ namespace, collection, shard, head }, key) {
   let signature = Buffer.from([0]);
   if (key) {
     const version = Buffer.alloc(2);
-    version.writeUInt16LE(WIRE_VERSION);
+    version.writeUInt16LE(FRAME_VERSION);
     const signed = Buffer.concat([Buffer.from("tidemark/envelope\0"), version, body]);
     signature = Buffer.concat([Buffer.from([1]), bytes(sign(null, signed, key))]);
   }
-  return Buffer.concat([varint(WIRE_VERSION), bytes(body), signature]);
+  return Buffer.concat([varint(FRAME_VERSION), bytes(body), signature]);
 }
 
 /** The same frame without its signature (a signed frame ends with 1, 64, 64 bytes). */
