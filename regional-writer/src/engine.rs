@@ -110,8 +110,11 @@ struct Shard {
     /// This shard's Automerge actor for JSON edits: one per shard, derived
     /// from the writer's key, so no other process ever writes as it.
     actor: ActorId,
-    /// Offset of the latest persisted snapshot.
-    snapshot_at: Option<u64>,
+    /// Offset of the latest persisted snapshot that shipped a sealed
+    /// segment: the seal schedule counts from it. An unsealed snapshot built
+    /// on demand (a replica asked before the first seal) does not move it,
+    /// or the shard would wait [`SNAPSHOT_EVERY`] more entries for a graph.
+    sealed_at: Option<u64>,
 }
 
 impl Collection {
@@ -368,7 +371,7 @@ impl Engine {
                 let head = collection.heads[i].load(Ordering::Acquire);
                 let snapshot = {
                     let shard = collection.shards[i].lock().await;
-                    let due = match shard.snapshot_at {
+                    let due = match shard.sealed_at {
                         Some(at) => head - at >= SNAPSHOT_EVERY,
                         None => head >= FIRST_SNAPSHOT_AT,
                     };
@@ -581,7 +584,9 @@ impl Engine {
             }
             shard.index = index;
         }
-        shard.snapshot_at = Some(shard.snapshot_at.map_or(at, |prev| prev.max(at)));
+        if seal {
+            shard.sealed_at = Some(shard.sealed_at.map_or(at, |prev| prev.max(at)));
+        }
         Ok((body, at))
     }
 
@@ -725,7 +730,7 @@ fn new_collection(
                 writer: WriterShard::new(key.clone(), schema, id, limits.clone()),
                 index: ShardIndex::new(schema.metric, schema.dimension),
                 actor: shard_actor(signing, &key, id),
-                snapshot_at: None,
+                sealed_at: None,
             },
         };
         heads.push(AtomicU64::new(state.writer.head().0));
@@ -783,8 +788,11 @@ fn restore_shard(
             }
         },
     };
-    let snapshot_at = snapshot.as_ref().map(|s| s.offset.0);
-    let mut from = snapshot_at.unwrap_or(0);
+    let mut from = snapshot.as_ref().map_or(0, |s| s.offset.0);
+    let sealed_at = snapshot
+        .as_ref()
+        .filter(|s| s.index_segment.is_some())
+        .map(|s| s.offset.0);
     let mut entries = Vec::new();
     loop {
         let rows = reader.log_range(&skey, from, u64::MAX >> 1, MAX_RANGE_BYTES)?;
@@ -836,6 +844,6 @@ fn restore_shard(
         writer,
         index,
         actor: shard_actor(signing, key, id),
-        snapshot_at,
+        sealed_at,
     })
 }
