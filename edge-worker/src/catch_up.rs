@@ -164,7 +164,13 @@ impl Fresh<'_> {
                 if used + frame.len() > budget {
                     return Err(over_budget(used, frame.len(), budget));
                 }
-                let snapshot = match self.verify(&frame, "snapshot")? {
+                let message = self.verify(&frame, "snapshot")?;
+                // The decoded snapshot owns its data: free the frame before
+                // the replica and index are built, so that they can reuse
+                // its memory (a wasm heap never shrinks, so the peak is what
+                // the isolate keeps).
+                drop(frame);
+                let snapshot = match message {
                     Message::Snapshot(snapshot) => snapshot,
                     _ => {
                         return Err(EdgeError::untrusted(
@@ -227,7 +233,9 @@ impl Fresh<'_> {
                 break;
             }
             let frame = self.upstream.log(self.key, shard, from, head).await?;
-            let range = match self.verify(&frame, "log range")? {
+            let message = self.verify(&frame, "log range")?;
+            drop(frame);
+            let range = match message {
                 Message::LogRange(range) => range,
                 _ => {
                     return Err(EdgeError::untrusted(

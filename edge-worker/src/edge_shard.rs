@@ -133,6 +133,12 @@ impl EdgeShard {
                 shard.index.delete(id);
             }
         }
+        let fresh = snapshot
+            .records
+            .iter()
+            .filter(|r| r.vector.is_some() && !in_segment.contains(r.id.as_str()))
+            .count();
+        shard.index.reserve_fresh(fresh);
         for record in &snapshot.records {
             if in_segment.contains(record.id.as_str()) {
                 continue;

@@ -6,6 +6,7 @@
 //! caller ([`crate::catch_up`]) with the writer's configured key before
 //! anything is applied.
 
+use futures_util::StreamExt;
 use serde::Deserialize;
 use tidemark_core::limits::Limits;
 use tidemark_core::log::Offset;
@@ -89,10 +90,7 @@ impl Upstream<'_> {
         let headers = response.headers();
         let content_type = headers.get("content-type").ok().flatten();
         let cache_control = headers.get("cache-control").ok().flatten();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| EdgeError::unreachable(format!("reading the writer's answer: {e}")))?;
+        let body = read_body(&mut response).await?;
         Ok(Answer {
             status: response.status_code(),
             content_type,
@@ -158,6 +156,43 @@ impl Upstream<'_> {
             _ => Err(relay_error(&answer)),
         }
     }
+}
+
+/// Reads a whole body into one allocation of its announced length.
+///
+/// workers-rs's `Response::bytes` appends chunk after chunk to a growing
+/// `Vec`: for a 32 MB snapshot the doubling left the isolate's wasm heap
+/// (which never shrinks) at 124 MB before decoding began. Here the
+/// `content-length` sizes the buffer once (bounded by the frame limit, since
+/// the header is the writer's word, not yet verified), and a body longer than
+/// that limit is refused as it arrives.
+async fn read_body(response: &mut Response) -> Result<Vec<u8>, EdgeError> {
+    let reading =
+        |e: worker::Error| EdgeError::unreachable(format!("reading the writer's answer: {e}"));
+    let Ok(mut stream) = response.stream() else {
+        // Not a stream (an empty or in-memory body): nothing to grow.
+        return response.bytes().await.map_err(reading);
+    };
+    let limit = Limits::default().max_frame_bytes;
+    let announced = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|length| length.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = Vec::with_capacity(announced.min(limit));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(reading)?;
+        if body.len() + chunk.len() > limit {
+            return Err(EdgeError::untrusted(format!(
+                "the writer's answer is longer than the {} MB frame limit",
+                limit >> 20
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn error_code(answer: &Answer) -> Option<String> {

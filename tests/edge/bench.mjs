@@ -97,6 +97,7 @@ try {
     // The writer builds (and seals) a snapshot on first request: not timed.
     const snap = await call(writer.url, "GET", `${tenK}/shards/0/snapshot`, { token });
     if (snap.status !== 200) throw new Error(`snapshot: ${snap.status}`);
+    console.log(`cold first search: the writer's snapshot is at offset ${snap.headers.get("x-tidemark-offset")} of 10000; the rest comes from the log`);
     const t0 = performance.now();
     edge = await startEdge({ bindings, port });
     const first = await call(edge.url, "POST", `${tenK}/search`, { token, body: { vector: queries[0], k: 10 } });
@@ -115,6 +116,7 @@ try {
     const twentyK = await load(writer, token, "twentyk", base.slice(0, 19900));
     const snap = await call(writer.url, "GET", `${twentyK}/shards/0/snapshot`, { token });
     if (snap.status !== 200) throw new Error(`snapshot: ${snap.status}`);
+    console.log(`memory: the writer's snapshot is at offset ${snap.headers.get("x-tidemark-offset")} of 19900; the rest comes from the log`);
     edge = await startEdge({ bindings, port });
     const s = await call(edge.url, "POST", `${twentyK}/search`, { token, body: { vector: queries[0], k: 10 } });
     if (s.status !== 200) throw new Error(`20k search: ${JSON.stringify(s.body)}`);

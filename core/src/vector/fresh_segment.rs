@@ -54,6 +54,17 @@ impl FreshSegment {
         self.vectors.get(start..start + self.dim)
     }
 
+    /// Room for `additional` more records, exactly: a replica loading a
+    /// known number of records skips the doubling growth, whose abandoned
+    /// blocks a wasm heap (which never shrinks) would keep.
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.ids.reserve_exact(additional);
+        self.fields.reserve_exact(additional);
+        self.vectors.reserve_exact(additional * self.dim);
+        self.codes.reserve_exact(additional);
+        self.slots.reserve(additional);
+    }
+
     /// Inserts or replaces a record; `vector` must be validated and prepared.
     pub fn upsert(&mut self, id: &str, vector: &[f32], fields: Value) {
         debug_assert_eq!(vector.len(), self.dim);

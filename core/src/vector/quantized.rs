@@ -207,6 +207,14 @@ impl QuantizedVectors {
         &self.norms_squared
     }
 
+    /// Room for `additional` more vectors, exactly (see [`Self::from_rows`]).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.codes.reserve_exact(additional * self.dim);
+        self.scales.reserve_exact(additional);
+        self.norms_squared.reserve_exact(additional);
+        self.l1_norms.reserve_exact(additional);
+    }
+
     pub fn push(&mut self, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
         let start = self.codes.len();

@@ -168,6 +168,12 @@ impl ShardIndex {
         }
     }
 
+    /// Room for `additional` more records in the fresh segment, exactly
+    /// (see [`FreshSegment::reserve_exact`]).
+    pub fn reserve_fresh(&mut self, additional: usize) {
+        self.fresh.reserve_exact(additional);
+    }
+
     /// Applies a write: the record's vector (validated here; `None` when the
     /// record has none, which takes it out of the index) and its materialized
     /// fields after the write.
