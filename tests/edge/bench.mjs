@@ -100,10 +100,17 @@ try {
     console.log(`cold first search: the writer's snapshot is at offset ${snap.headers.get("x-tidemark-offset")} of 10000; the rest comes from the log`);
     const t0 = performance.now();
     edge = await startEdge({ bindings, port });
+    const started = performance.now();
     const first = await call(edge.url, "POST", `${tenK}/search`, { token, body: { vector: queries[0], k: 10 } });
-    results.cold_first_search_ms = +(performance.now() - t0).toFixed(1);
+    const answered = performance.now();
+    results.cold_first_search_ms = +(answered - t0).toFixed(1);
     if (first.status !== 200) throw new Error(`cold search: ${JSON.stringify(first.body)}`);
-    console.log(`cold first search (10k): ${results.cold_first_search_ms} ms`);
+    const second = performance.now();
+    await call(edge.url, "POST", `${tenK}/search`, { token, body: { vector: queries[1], k: 10 } });
+    console.log(
+      `cold first search (10k): ${results.cold_first_search_ms} ms = workerd up ${(started - t0).toFixed(0)} ms` +
+        ` + first search ${(answered - started).toFixed(0)} ms (bootstrap included; a warm search takes ${(performance.now() - second).toFixed(1)} ms)`,
+    );
     await edge.dispose();
     edge = null;
   });
