@@ -109,9 +109,11 @@ impl LocalCollection {
                 Ok(_) => return Err(SdkError::Storage(format!("shard {shard}: not a snapshot"))),
                 Err(e) => return Err(SdkError::Storage(format!("shard {shard}: {e}"))),
             };
-            local.replica.load_snapshot(&snapshot)?;
+            drop(bytes);
+            let shard = snapshot.shard;
+            local.replica.load_snapshot_owned(snapshot)?;
             let segment = segment.and_then(|b| HnswSegment::from_bytes(&b).ok());
-            local.rebuild_index(snapshot.shard, segment);
+            local.rebuild_index(shard, segment);
         }
         // Pending writes of shards that had no snapshot yet.
         let pending: BTreeSet<RecordId> =
@@ -253,17 +255,22 @@ impl LocalCollection {
     }
 
     /// Loads a verified snapshot; `false` if the replica was already past it.
-    pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, SdkError> {
-        if !self.replica.load_snapshot(snapshot)? {
-            return Ok(false);
-        }
+    /// Loads a verified snapshot into its shard, taking its records (see
+    /// [`tidemark_core::replica::ReplicaShard::load_snapshot_owned`]).
+    pub fn load_snapshot(&mut self, snapshot: Snapshot) -> Result<bool, SdkError> {
+        let shard = snapshot.shard;
+        // The sealed segment borrows its vectors from the records: decode it
+        // before they move into the replica.
         let segment = snapshot
             .decode_index_segment()
             .and_then(Result::ok)
             .filter(|s| s.metric() == self.schema.metric && s.dim() == self.schema.dimension);
-        self.rebuild_index(snapshot.shard, segment);
-        self.dirty_shards.insert(snapshot.shard);
-        self.dirty_segments.insert(snapshot.shard);
+        if !self.replica.load_snapshot_owned(snapshot)? {
+            return Ok(false);
+        }
+        self.rebuild_index(shard, segment);
+        self.dirty_shards.insert(shard);
+        self.dirty_segments.insert(shard);
         Ok(true)
     }
 

@@ -192,13 +192,15 @@ impl SyncPass<'_> {
                     Ok(_) => return Err(SdkError::BadResponse("not a snapshot".into())),
                     Err(e) => return Err(SdkError::from_decode(e)),
                 };
+                drop(bytes);
                 let ids: Vec<String> = snapshot
                     .records
                     .iter()
                     .map(|r| r.id.as_str().to_string())
                     .collect();
-                if local.borrow_mut().load_snapshot(&snapshot)? {
-                    at = snapshot.offset;
+                let offset = snapshot.offset;
+                if local.borrow_mut().load_snapshot(snapshot)? {
+                    at = offset;
                     progress(Phase::Bootstrap, at);
                     if !ids.is_empty() {
                         (self.emit)(SyncEvent::Changed { ids });

@@ -272,20 +272,10 @@ impl ReplicaShard {
     /// Replaces this shard's state with `snapshot`'s, unless the replica is
     /// already past it (then nothing changes and `false` is returned).
     pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
-        self.check_origin(&snapshot.collection, snapshot.shard)?;
-        if snapshot.offset < self.tidemark {
+        let Some(docs) = self.snapshot_docs(snapshot)? else {
             return Ok(false);
-        }
-        let docs = match self.mode {
-            ReplicaMode::ReadOnly => BTreeMap::new(),
-            ReplicaMode::Merging => snapshot
-                .docs
-                .decode_saved(&self.limits)
-                .map_err(ApplyError::Docs)?
-                .into_iter()
-                .map(|(id, bytes)| (id, DocSlot::saved(bytes)))
-                .collect(),
         };
+        let keep_vectors = self.keep_vectors;
         self.records = snapshot
             .records
             .iter()
@@ -294,7 +284,7 @@ impl ReplicaShard {
                     r.id.clone(),
                     ReplicaRecord {
                         fields: r.fields.clone(),
-                        vector: self.keep_vectors.then(|| r.vector.clone()).flatten(),
+                        vector: keep_vectors.then(|| r.vector.clone()).flatten(),
                     },
                 )
             })
@@ -302,6 +292,56 @@ impl ReplicaShard {
         self.docs = docs;
         self.tidemark = snapshot.offset;
         Ok(true)
+    }
+
+    /// [`Self::load_snapshot`], taking the records' fields and vectors
+    /// instead of copying them: for a caller done with the snapshot (a
+    /// bootstrap), it saves a copy of every record, which for a large shard
+    /// is tens of megabytes of a wasm heap that never shrinks. Refused or
+    /// stale, it changes nothing.
+    pub fn load_snapshot_owned(&mut self, snapshot: Snapshot) -> Result<bool, ApplyError> {
+        let Some(docs) = self.snapshot_docs(&snapshot)? else {
+            return Ok(false);
+        };
+        let keep_vectors = self.keep_vectors;
+        self.records = snapshot
+            .records
+            .into_iter()
+            .map(|r| {
+                (
+                    r.id,
+                    ReplicaRecord {
+                        fields: r.fields,
+                        vector: r.vector.filter(|_| keep_vectors),
+                    },
+                )
+            })
+            .collect();
+        self.docs = docs;
+        self.tidemark = snapshot.offset;
+        Ok(true)
+    }
+
+    /// The checks of loading `snapshot` and its documents as this replica
+    /// keeps them; `None` when the replica is already past it.
+    fn snapshot_docs(
+        &self,
+        snapshot: &Snapshot,
+    ) -> Result<Option<BTreeMap<RecordId, DocSlot>>, ApplyError> {
+        self.check_origin(&snapshot.collection, snapshot.shard)?;
+        if snapshot.offset < self.tidemark {
+            return Ok(None);
+        }
+        Ok(Some(match self.mode {
+            ReplicaMode::ReadOnly => BTreeMap::new(),
+            ReplicaMode::Merging => snapshot
+                .docs
+                .decode_saved(&self.limits)
+                .map_err(ApplyError::Docs)?
+                .into_iter()
+                .map(|(id, bytes)| (id, DocSlot::saved(bytes)))
+                .collect(),
+        }))
     }
 
     /// This replica's state as a snapshot, for persisting it (the browser's
@@ -385,6 +425,14 @@ impl Replica {
     pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
         match self.shards.get_mut(snapshot.shard.0 as usize) {
             Some(shard) => shard.load_snapshot(snapshot),
+            None => Err(ApplyError::NoSuchShard(snapshot.shard)),
+        }
+    }
+
+    /// [`ReplicaShard::load_snapshot_owned`] on the snapshot's shard.
+    pub fn load_snapshot_owned(&mut self, snapshot: Snapshot) -> Result<bool, ApplyError> {
+        match self.shards.get_mut(snapshot.shard.0 as usize) {
+            Some(shard) => shard.load_snapshot_owned(snapshot),
             None => Err(ApplyError::NoSuchShard(snapshot.shard)),
         }
     }

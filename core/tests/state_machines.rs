@@ -768,3 +768,52 @@ fn damaged_outbox_bytes_are_typed_errors() {
         Err(DecodeError::Limit(LimitError::OutboxFull { .. }))
     ));
 }
+
+#[test]
+fn a_snapshot_taken_whole_loads_as_a_borrowed_one_does() {
+    let mut w = writer();
+    w.apply(
+        &batch(vec![
+            json_op(
+                "a",
+                JsonEdit::Put(fields(json!({"k": 1}))),
+                Some(vec![3.0, 4.0]),
+            ),
+            json_op("b", JsonEdit::Put(fields(json!({"k": 2}))), None),
+        ]),
+        &actor(),
+        0,
+    )
+    .unwrap();
+    let snapshot = w.snapshot(None);
+    for mode in [ReplicaMode::ReadOnly, ReplicaMode::Merging] {
+        let new = || ReplicaShard::new(key(), ShardId(0), mode, Limits::default());
+        for keep in [true, false] {
+            let shape = |r: ReplicaShard| if keep { r } else { r.without_vectors() };
+            let (mut borrowed, mut owned) = (shape(new()), shape(new()));
+            assert_eq!(borrowed.load_snapshot(&snapshot), Ok(true));
+            assert_eq!(owned.load_snapshot_owned(snapshot.clone()), Ok(true));
+            assert_eq!(owned.tidemark(), snapshot.offset);
+            let all = |r: &ReplicaShard| {
+                r.records()
+                    .map(|(id, r)| (id.clone(), r.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                all(&owned),
+                all(&borrowed),
+                "{mode:?}, vectors kept: {keep}"
+            );
+            assert_eq!(
+                owned.doc(&id("a")).map(|d| d.state()),
+                borrowed.doc(&id("a")).map(|d| d.state())
+            );
+            // A snapshot behind the replica changes nothing, taken or not.
+            let mut stale = snapshot.clone();
+            stale.offset = Offset(0);
+            stale.records.clear();
+            assert_eq!(owned.load_snapshot_owned(stale), Ok(false));
+            assert_eq!(all(&owned), all(&borrowed));
+        }
+    }
+}

@@ -189,12 +189,7 @@ impl Fresh<'_> {
                         snapshot.shard.0
                     )));
                 }
-                EdgeShard::from_snapshot(
-                    self.key.clone(),
-                    schema,
-                    &snapshot,
-                    self.config.precision,
-                )?
+                EdgeShard::from_snapshot(self.key.clone(), schema, snapshot, self.config.precision)?
             }
         };
         holder::with(|h| {

@@ -85,18 +85,17 @@ impl EdgeShard {
         }
     }
 
-    /// A shard bootstrapped from a verified snapshot.
+    /// A shard bootstrapped from a verified snapshot. The index is built
+    /// first, from the snapshot's vectors; then the replica takes the
+    /// records, so that their fields are copied once (into the index), not
+    /// twice.
     pub fn from_snapshot(
         key: CollectionKey,
         schema: &CollectionSchema,
-        snapshot: &Snapshot,
+        snapshot: Snapshot,
         precision: Precision,
     ) -> Result<Self, EdgeError> {
         let mut shard = Self::new(key, snapshot.shard, schema, precision);
-        shard
-            .replica
-            .load_snapshot(snapshot)
-            .map_err(|e| crate::error::untrusted_apply("snapshot", e))?;
         let mut in_segment: HashSet<String> = HashSet::new();
         if let Some(segment) = snapshot.decode_index_segment() {
             let mut segment = segment
@@ -119,11 +118,11 @@ impl EdgeShard {
             }
             segment.set_precision(precision);
             let sealed_ids: Vec<String> = segment.ids().to_vec();
-            let fields: HashMap<String, Value> = shard
-                .replica
-                .records()
-                .filter(|(id, _)| in_segment.contains(id.as_str()))
-                .map(|(id, r)| (id.to_string(), Value::Object(r.fields.clone())))
+            let fields: HashMap<String, Value> = snapshot
+                .records
+                .iter()
+                .filter(|r| in_segment.contains(r.id.as_str()))
+                .map(|r| (r.id.as_str().to_string(), Value::Object(r.fields.clone())))
                 .collect();
             shard.index = ShardIndex::from_sealed(segment, fields);
             for id in sealed_ids
@@ -152,6 +151,10 @@ impl EdgeShard {
                 )
                 .map_err(|e| EdgeError::untrusted(format!("a snapshot record's vector: {e}")))?;
         }
+        shard
+            .replica
+            .load_snapshot_owned(snapshot)
+            .map_err(|e| crate::error::untrusted_apply("snapshot", e))?;
         shard.record_bytes = shard
             .replica
             .records()
