@@ -386,7 +386,8 @@ impl LocalCollection {
         for (id, record) in replica.records() {
             match &record.vector {
                 // A record the segment holds with this very vector keeps its
-                // place in the graph (upsert compares).
+                // place in the graph, and from_sealed gave it its fields.
+                Some(vector) if index.holds(id.as_str(), vector) => {}
                 Some(vector) => {
                     let _ = index.upsert(
                         id.as_str(),

@@ -221,6 +221,19 @@ impl ShardIndex {
         self.sealed.as_ref()?.vector(point)
     }
 
+    /// Whether the sealed segment holds `id`, live, with exactly `vector`:
+    /// then [`Self::upsert`] with it would only replace the fields. A
+    /// replica rebuilding its index from a snapshot skips those records
+    /// (most of them) without preparing each vector again.
+    pub fn holds(&self, id: &str, vector: &[f32]) -> bool {
+        match (&self.sealed, self.sealed_points.get(id)) {
+            (Some(sealed), Some(&point)) => {
+                !self.is_tombstoned(point) && sealed.vector(point) == Some(vector)
+            }
+            _ => false,
+        }
+    }
+
     /// Removes a record; false if the index did not hold it.
     pub fn delete(&mut self, id: &str) -> bool {
         let before = self.len();
@@ -513,6 +526,22 @@ mod tests {
         index.sealed_mut().unwrap().set_precision(Precision::Int8);
         assert_eq!(index.vector("r5"), None);
         assert_eq!(index.vector("r3"), Some(moved.as_slice()));
+    }
+
+    #[test]
+    fn holds_exactly_the_live_sealed_vectors() {
+        let (mut index, model) = sealed_index(60);
+        for (id, (v, _)) in &model {
+            assert!(index.holds(id, v), "{id}");
+        }
+        let (v3, _) = &model["r3"];
+        assert!(!index.holds("r4", v3), "another point's vector");
+        assert!(!index.holds("nobody", v3));
+        index.upsert("r3", Some(&[0.5; DIM]), json!({})).unwrap();
+        assert!(!index.holds("r3", v3), "moved to the fresh segment");
+        let (v4, _) = &model["r4"];
+        index.delete("r4");
+        assert!(!index.holds("r4", v4), "deleted");
     }
 
     #[test]
