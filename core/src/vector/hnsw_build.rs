@@ -9,7 +9,8 @@
 //!
 //! Determinism: instant-distance inserts the points of each layer in
 //! parallel on rayon's pool, so the graph is a function of the seed only when
-//! that pool has one thread (which is always so on wasm32). A multi-threaded
+//! that pool has one thread (which is always so on wasm32, and so in the
+//! writer, which seals on a one-thread pool of its own). A multi-threaded
 //! native build is a valid graph but not bit-for-bit reproducible; replicas
 //! never rebuild, they load the writer's bytes, so they agree regardless.
 //!
