@@ -272,26 +272,13 @@ impl ReplicaShard {
     /// Replaces this shard's state with `snapshot`'s, unless the replica is
     /// already past it (then nothing changes and `false` is returned).
     pub fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
-        let Some(docs) = self.snapshot_docs(snapshot)? else {
-            return Ok(false);
-        };
         let keep_vectors = self.keep_vectors;
-        self.records = snapshot
-            .records
-            .iter()
-            .map(|r| {
-                (
-                    r.id.clone(),
-                    ReplicaRecord {
-                        fields: r.fields.clone(),
-                        vector: keep_vectors.then(|| r.vector.clone()).flatten(),
-                    },
-                )
-            })
-            .collect();
-        self.docs = docs;
-        self.tidemark = snapshot.offset;
-        Ok(true)
+        let records = snapshot.records.iter().map(|r| SnapshotRecord {
+            id: r.id.clone(),
+            fields: r.fields.clone(),
+            vector: keep_vectors.then(|| r.vector.clone()).flatten(),
+        });
+        self.install(snapshot, records)
     }
 
     /// [`Self::load_snapshot`], taking the records' fields and vectors
@@ -299,40 +286,24 @@ impl ReplicaShard {
     /// bootstrap), it saves a copy of every record, which for a large shard
     /// is tens of megabytes of a wasm heap that never shrinks. Refused or
     /// stale, it changes nothing.
-    pub fn load_snapshot_owned(&mut self, snapshot: Snapshot) -> Result<bool, ApplyError> {
-        let Some(docs) = self.snapshot_docs(&snapshot)? else {
-            return Ok(false);
-        };
-        let keep_vectors = self.keep_vectors;
-        self.records = snapshot
-            .records
-            .into_iter()
-            .map(|r| {
-                (
-                    r.id,
-                    ReplicaRecord {
-                        fields: r.fields,
-                        vector: r.vector.filter(|_| keep_vectors),
-                    },
-                )
-            })
-            .collect();
-        self.docs = docs;
-        self.tidemark = snapshot.offset;
-        Ok(true)
+    pub fn load_snapshot_owned(&mut self, mut snapshot: Snapshot) -> Result<bool, ApplyError> {
+        let records = std::mem::take(&mut snapshot.records);
+        self.install(&snapshot, records.into_iter())
     }
 
-    /// The checks of loading `snapshot` and its documents as this replica
-    /// keeps them; `None` when the replica is already past it.
-    fn snapshot_docs(
-        &self,
+    /// Checks `snapshot` (its origin, its offset, its documents as this
+    /// replica keeps them) and, if it is not behind, installs it with
+    /// `records` (its records, copied or taken, read only after the checks).
+    fn install(
+        &mut self,
         snapshot: &Snapshot,
-    ) -> Result<Option<BTreeMap<RecordId, DocSlot>>, ApplyError> {
+        records: impl Iterator<Item = SnapshotRecord>,
+    ) -> Result<bool, ApplyError> {
         self.check_origin(&snapshot.collection, snapshot.shard)?;
         if snapshot.offset < self.tidemark {
-            return Ok(None);
+            return Ok(false);
         }
-        Ok(Some(match self.mode {
+        let docs = match self.mode {
             ReplicaMode::ReadOnly => BTreeMap::new(),
             ReplicaMode::Merging => snapshot
                 .docs
@@ -341,7 +312,23 @@ impl ReplicaShard {
                 .into_iter()
                 .map(|(id, bytes)| (id, DocSlot::saved(bytes)))
                 .collect(),
-        }))
+        };
+        let keep_vectors = self.keep_vectors;
+        self.records = records
+            .map(|r| {
+                let vector = r.vector.filter(|_| keep_vectors);
+                (
+                    r.id,
+                    ReplicaRecord {
+                        fields: r.fields,
+                        vector,
+                    },
+                )
+            })
+            .collect();
+        self.docs = docs;
+        self.tidemark = snapshot.offset;
+        Ok(true)
     }
 
     /// This replica's state as a snapshot, for persisting it (the browser's
