@@ -24,6 +24,8 @@
 //!
 //! - [`log`]: log entries, offsets, tidemarks and consistency tokens.
 //! - [`snapshot`]: a shard's state at an offset, with skippable sections.
+//! - [`snapshot_stream`]: reading a signed snapshot chunk by chunk, for
+//!   replicas that must not hold the frame and its decoding at once.
 //! - [`wire`]: the versioned, signed envelope and every message type.
 //! - `codec` (private): how byte strings, vectors and JSON go into postcard.
 //!
@@ -56,6 +58,7 @@ pub mod record;
 pub mod replica;
 pub mod shard;
 pub mod snapshot;
+pub mod snapshot_stream;
 pub mod vector;
 pub mod wire;
 pub mod writer;

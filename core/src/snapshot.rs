@@ -63,6 +63,12 @@ impl DocsSection {
         Self(postcard::to_allocvec(&docs).unwrap_or_default())
     }
 
+    /// The section as its encoded bytes (read from a stream; decoded when
+    /// opened, like any other).
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
     /// Size of the section in bytes; a reader that skips it skips this many.
     pub fn len(&self) -> usize {
         self.0.len()

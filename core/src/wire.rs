@@ -178,21 +178,42 @@ struct EnvelopeRef<'a> {
     signature: Option<&'a [u8]>,
 }
 
-/// What the signature of a frame of `version` covers. Versions other than
-/// the readable ones never get here ([`open_envelope`] refuses them).
-fn signed_bytes(version: u16, body: &[u8]) -> Vec<u8> {
-    let digest;
-    let (context, covered) = if version >= 2 {
-        digest = blake3::hash(body);
-        (DIGEST_CONTEXT, &digest.as_bytes()[..])
+/// What the signature of a frame of `version` covers: the body's digest
+/// (version 2) or the body itself (version 1). Versions other than the
+/// readable ones never get here ([`open_envelope`] refuses them).
+pub(crate) fn signed_bytes(version: u16, body: &[u8]) -> Vec<u8> {
+    if version >= 2 {
+        signed_digest(version, blake3::hash(body).as_bytes())
     } else {
-        (BODY_CONTEXT_V1, body)
-    };
+        signed_message(BODY_CONTEXT_V1, version, body)
+    }
+}
+
+/// The signed message of a version 2 frame whose body hashes to `digest`:
+/// what a reader that hashed the body as it arrived verifies.
+pub(crate) fn signed_digest(version: u16, digest: &[u8; 32]) -> Vec<u8> {
+    signed_message(DIGEST_CONTEXT, version, digest)
+}
+
+fn signed_message(context: &[u8], version: u16, covered: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(context.len() + 2 + covered.len());
     bytes.extend_from_slice(context);
     bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(covered);
     bytes
+}
+
+/// Checks `signature` (as the frame carried it) over `message` with the
+/// writer's key.
+pub(crate) fn verify_signature(
+    writer: &VerifyingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), DecodeError> {
+    let signature = Signature::from_slice(signature).map_err(|_| DecodeError::BadSignature)?;
+    writer
+        .verify(message, &signature)
+        .map_err(|_| DecodeError::BadSignature)
 }
 
 fn encode_envelope(message: &Message, key: Option<&SigningKey>) -> Vec<u8> {
@@ -238,10 +259,11 @@ pub fn decode_verified(
 ) -> Result<Message, DecodeError> {
     let envelope = open_envelope(frame, limits)?;
     let signature = envelope.signature.ok_or(DecodeError::Unsigned)?;
-    let signature = Signature::from_slice(signature).map_err(|_| DecodeError::BadSignature)?;
-    writer
-        .verify(&signed_bytes(envelope.version, envelope.body), &signature)
-        .map_err(|_| DecodeError::BadSignature)?;
+    verify_signature(
+        writer,
+        &signed_bytes(envelope.version, envelope.body),
+        signature,
+    )?;
     decode_body(envelope.body, limits)
 }
 

@@ -15,6 +15,9 @@ use tidemark_core::model::{
 use tidemark_core::replica::{Replica, ReplicaMode};
 use tidemark_core::shard::{ShardCount, ShardId};
 use tidemark_core::snapshot::{DocsSection, Snapshot, SnapshotRecord};
+use tidemark_core::snapshot_stream::{
+    self, SnapshotCollector, SnapshotHead, SnapshotSink, SnapshotStream,
+};
 use tidemark_core::vector::Metric;
 use tidemark_core::wire::{
     self, DecodeError, Invalidation, LogRange, Message, WIRE_VERSION, WriteAck,
@@ -53,7 +56,10 @@ fn entry(offset: u64) -> LogEntry {
         offset: Offset(offset),
         id: id("note-1"),
         changes: vec![vec![1, 2, 3]],
-        fields: fields(json!({"title": "hi", "n": 1.5})),
+        // Keys in the order the writer writes them: materialized from a
+        // record's document, whose keys iterate sorted (a map keeps its
+        // keys' order, so the JSON text follows it).
+        fields: fields(json!({"n": 1.5, "title": "hi"})),
         vector: Some(vec![0.6, 0.8]),
         deleted: false,
     }
@@ -725,5 +731,201 @@ proptest! {
         let limits = Limits::default();
         let _ = wire::decode(&bytes, &limits);
         prop_assert!(wire::decode_verified(&bytes, &verifying_key(), &limits).is_err());
+        prop_assert!(stream(&bytes, &[7]).is_err());
     }
+
+    /// However the frame is cut, the stream reads what the whole-frame
+    /// decoder reads.
+    #[test]
+    fn streamed_snapshots_equal_whole_ones(
+        message in message().prop_filter("a snapshot", |m| matches!(m, Message::Snapshot(_))),
+        cuts in prop::collection::vec(1usize..97, 1..12),
+    ) {
+        let frame = wire::encode_signed(&message, &signing_key());
+        let Message::Snapshot(whole) = message else { unreachable!("filtered") };
+        prop_assert_eq!(stream(&frame, &cuts), Ok(whole));
+    }
+}
+
+// --- reading snapshots as a stream ----------------------------------------
+
+/// Streams `frame` in chunks of the sizes in `cuts`, cycling.
+fn stream(frame: &[u8], cuts: &[usize]) -> Result<Snapshot, DecodeError> {
+    let mut chunks = Vec::new();
+    let (mut at, mut i) = (0, 0);
+    while at < frame.len() {
+        let end = (at + cuts[i % cuts.len()]).min(frame.len());
+        chunks.push(&frame[at..end]);
+        (at, i) = (end, i + 1);
+    }
+    snapshot_stream::read_snapshot(chunks, verifying_key(), Limits::default())
+}
+
+fn big_snapshot(records: usize, dim: usize) -> Snapshot {
+    let ids: Vec<RecordId> = (0..records).map(|i| id(&format!("r{i:05}"))).collect();
+    Snapshot {
+        collection: key(),
+        shard: ShardId(3),
+        offset: Offset(records as u64 + 5),
+        records: ids
+            .iter()
+            .enumerate()
+            .map(|(i, rid)| SnapshotRecord {
+                id: rid.clone(),
+                fields: fields(json!({"row": i, "text": "x".repeat(i % 50)})),
+                vector: (i % 7 != 0).then(|| (0..dim).map(|d| (i * dim + d) as f32).collect()),
+            })
+            .collect(),
+        docs: DocsSection::encode(ids.iter().map(|rid| (rid, vec![1, 2, 3]))),
+        index_segment: Some((0..5000).map(|i| i as u8).collect()),
+    }
+}
+
+#[test]
+fn a_snapshot_streams_in_chunks_of_any_size() {
+    let snapshot = big_snapshot(300, 16);
+    let frame = wire::encode_signed(&Message::Snapshot(snapshot.clone()), &signing_key());
+    for cuts in [&[1][..], &[3, 1000, 17], &[64 << 10], &[frame.len()]] {
+        assert_eq!(
+            stream(&frame, cuts).as_ref(),
+            Ok(&snapshot),
+            "cuts {cuts:?}"
+        );
+    }
+}
+
+#[test]
+fn version_1_snapshots_stream_too() {
+    let frame = unhex(GOLDEN_V1[3]);
+    let Message::Snapshot(snapshot) = samples()[3].clone() else {
+        unreachable!("sample 3 is the snapshot")
+    };
+    assert_eq!(stream(&frame, &[5]), Ok(snapshot));
+}
+
+#[test]
+fn a_sink_may_skip_the_documents() {
+    let snapshot = big_snapshot(20, 4);
+    let frame = wire::encode_signed(&Message::Snapshot(snapshot.clone()), &signing_key());
+    let mut stream = SnapshotStream::new(verifying_key(), Limits::default());
+    let mut sink = SnapshotCollector::without_docs();
+    for chunk in frame.chunks(100) {
+        stream.push(chunk, &mut sink).unwrap();
+    }
+    let (head, tail) = stream.finish().unwrap();
+    assert_eq!(head.records, 20);
+    let read = sink.into_snapshot(head, tail);
+    assert!(read.docs.is_empty());
+    assert_eq!(read.records, snapshot.records);
+    assert_eq!(read.index_segment, snapshot.index_segment);
+}
+
+/// Every way a snapshot frame can be wrong is a typed error, found while
+/// streaming or at the latest by `finish`, before anything is trusted.
+#[test]
+fn bad_snapshot_streams_are_typed_errors() {
+    let snapshot = big_snapshot(40, 8);
+    let message = Message::Snapshot(snapshot.clone());
+    let good = wire::encode_signed(&message, &signing_key());
+    let body = body_of(&message);
+    let cut = |frame: &[u8]| stream(frame, &[13]);
+
+    let mut tampered = good.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x01;
+    assert_eq!(
+        cut(&tampered),
+        Err(DecodeError::BadSignature),
+        "a flipped vector bit"
+    );
+
+    let other = SigningKey::from_bytes(&[9; 32]);
+    let forged = wire::encode_signed(&message, &other);
+    assert_eq!(cut(&forged), Err(DecodeError::BadSignature), "another key");
+    assert_eq!(cut(&wire::encode(&message)), Err(DecodeError::Unsigned));
+    assert_eq!(
+        cut(&envelope(2, &body, Some(&[0; 63]))),
+        Err(DecodeError::BadSignature),
+        "a short signature"
+    );
+    assert!(matches!(
+        cut(&good[..good.len() - 1]),
+        Err(DecodeError::Malformed(_))
+    ));
+    assert!(matches!(
+        cut(&good[..good.len() / 3]),
+        Err(DecodeError::Malformed(_))
+    ));
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert_eq!(cut(&trailing), Err(DecodeError::TrailingBytes { count: 1 }));
+    let mut longer = body.clone();
+    longer.push(0);
+    assert_eq!(
+        cut(&signed_body(&longer)),
+        Err(DecodeError::TrailingBytes { count: 1 }),
+        "bytes after the body's last section"
+    );
+    assert!(matches!(
+        cut(&envelope(3, &body, None)),
+        Err(DecodeError::UnsupportedVersion { found: 3 })
+    ));
+    let range = wire::encode_signed(&samples()[2], &signing_key());
+    assert!(matches!(cut(&range), Err(DecodeError::Malformed(m)) if m.contains("not a snapshot")));
+
+    // A forged record count is refused at the head, before any reservation.
+    let head_len = postcard::to_allocvec(&(3u32, key(), ShardId(3), Offset(45)))
+        .unwrap()
+        .len();
+    let mut counted = body[..head_len].to_vec();
+    counted.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    counted.extend_from_slice(&body[head_len + 1..]);
+    assert!(
+        matches!(cut(&signed_body(&counted)), Err(DecodeError::Malformed(m)) if m.contains("more records"))
+    );
+
+    let small = Limits {
+        max_frame_bytes: good.len() - 1,
+        ..Limits::default()
+    };
+    let mut limited = SnapshotStream::new(verifying_key(), small);
+    assert!(matches!(
+        limited.push(&good, &mut SnapshotCollector::new()),
+        Err(DecodeError::Limit(LimitError::FrameTooLarge { .. }))
+    ));
+    let narrow = Limits {
+        max_dimension: 4,
+        ..Limits::default()
+    };
+    let mut limited = SnapshotStream::new(verifying_key(), narrow);
+    assert!(matches!(
+        limited.push(&good, &mut SnapshotCollector::new()),
+        Err(DecodeError::Limit(LimitError::DimensionTooLarge { .. }))
+    ));
+}
+
+/// A sink's refusal stops the stream and comes back as it was.
+#[test]
+fn a_sink_error_stops_the_stream() {
+    struct Refuse(usize);
+    impl SnapshotSink for Refuse {
+        fn head(&mut self, _: &SnapshotHead) -> Result<(), DecodeError> {
+            Ok(())
+        }
+        fn record(&mut self, _: RecordId, _: Fields, _: Option<&[f32]>) -> Result<(), DecodeError> {
+            self.0 += 1;
+            if self.0 == 2 {
+                return Err(DecodeError::Malformed("no second record".into()));
+            }
+            Ok(())
+        }
+    }
+    let frame = wire::encode_signed(&Message::Snapshot(big_snapshot(5, 2)), &signing_key());
+    let mut stream = SnapshotStream::new(verifying_key(), Limits::default());
+    let mut sink = Refuse(0);
+    assert_eq!(
+        stream.push(&frame, &mut sink),
+        Err(DecodeError::Malformed("no second record".into()))
+    );
+    assert_eq!(sink.0, 2);
 }

@@ -36,6 +36,31 @@ impl FreshSegment {
         }
     }
 
+    /// A segment of `ids.len()` records whose prepared vectors are `vectors`
+    /// (`len × dim`, in the same order), taken as the segment's block.
+    pub fn from_rows(dim: usize, ids: Vec<String>, fields: Vec<Value>, vectors: Vec<f32>) -> Self {
+        debug_assert_eq!(ids.len(), fields.len());
+        debug_assert_eq!(ids.len() * dim, vectors.len());
+        let codes = QuantizedVectors::from_rows(dim, &vectors);
+        let slots = ids
+            .iter()
+            .enumerate()
+            .map(|(slot, id)| (id.clone(), slot as u32))
+            .collect();
+        Self {
+            dim,
+            ids,
+            fields,
+            vectors,
+            codes,
+            slots,
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }

@@ -65,22 +65,28 @@ impl Metric {
     /// stored by the writer is exactly the one its sealed segment holds, and
     /// a snapshot can ship it once.
     pub fn prepare(self, vector: &[f32]) -> Vec<f32> {
+        let mut prepared = Vec::with_capacity(vector.len());
+        self.prepare_into(vector, &mut prepared);
+        prepared
+    }
+
+    /// [`Self::prepare`], appending to `out`: a loader filling one block of
+    /// vectors prepares each in place, without an allocation per vector.
+    pub fn prepare_into(self, vector: &[f32], out: &mut Vec<f32>) {
         match self {
             Metric::Cosine => {
                 let norm_squared = kernels::dot(vector, vector);
                 if (norm_squared - 1.0).abs() <= UNIT_TOLERANCE {
-                    return vector.to_vec();
+                    out.extend_from_slice(vector);
+                } else {
+                    let norm = norm_squared.sqrt();
+                    out.extend(vector.iter().map(|x| x / norm));
                 }
-                let norm = norm_squared.sqrt();
-                vector.iter().map(|x| x / norm).collect()
             }
-            Metric::Dot | Metric::L2 => vector.to_vec(),
+            Metric::Dot | Metric::L2 => out.extend_from_slice(vector),
         }
     }
 
-    /// A distance between two prepared vectors: smaller is closer, for every
-    /// metric, so one top-k routine serves all three.
-    #[inline]
     pub fn distance(self, a: &[f32], b: &[f32]) -> f32 {
         match self {
             Metric::Cosine | Metric::Dot => -kernels::dot(a, b),

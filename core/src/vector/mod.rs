@@ -22,12 +22,15 @@
 //!   bounded way.
 //! - [`fresh_segment`]: recent writes, exact search.
 //! - [`shard_index`]: a shard's segments, tombstones, reseal policy, queries.
+//! - [`loader`]: a replica's index built from a streamed snapshot, each
+//!   vector copied once.
 
 pub mod filter;
 pub mod fresh_segment;
 pub mod hnsw_build;
 pub mod hnsw_segment;
 pub mod kernels;
+pub mod loader;
 pub mod metric;
 pub mod quantized;
 pub mod query;
@@ -40,6 +43,7 @@ pub mod topk;
 pub use filter::{Filter, FilterError};
 pub use hnsw_build::{BuildError, BuildOptions};
 pub use hnsw_segment::{HnswSegment, Precision, SearchParams};
+pub use loader::IndexLoader;
 pub use metric::{Metric, VectorError};
 pub use query::{Hit, Mode, Query, QueryError};
 pub use segment_codec::{DecodeError, SegmentDecoder};

@@ -157,8 +157,15 @@ impl HnswSegment {
     }
 }
 
-/// Where a segment shipped without its vectors finds them, by record id.
-type VectorLookup<'a, 'v> = &'a mut dyn FnMut(&str) -> Option<&'v [f32]>;
+/// Where a segment shipped without its vectors finds them.
+enum Records<'a, 'v> {
+    /// Nowhere: the segment must carry its own.
+    None,
+    /// By record id.
+    Lookup(&'a mut dyn FnMut(&str) -> Option<&'v [f32]>),
+    /// One block, already in graph order.
+    Block(Vec<f32>),
+}
 
 /// Decodes a segment from chunks as they arrive, writing the vectors into
 /// their final allocation. The total length comes from the enclosing frame
@@ -316,9 +323,30 @@ impl SegmentDecoder {
         Ok(())
     }
 
+    /// The segment's head, once it has arrived: metric, dimension and point
+    /// ids (graph order), before the vectors.
+    pub fn head(&self) -> Option<&HnswSegment> {
+        match &self.state {
+            State::Vectors { segment, .. } => Some(segment),
+            _ => None,
+        }
+    }
+
+    /// Whether the segment was encoded without its vectors (they ship with
+    /// the records; see [`HnswSegment::from_bytes_with_vectors`]).
+    pub fn vectors_from_records(&self) -> bool {
+        matches!(
+            self.state,
+            State::Vectors {
+                from_records: true,
+                ..
+            }
+        )
+    }
+
     /// The segment, once every declared byte has arrived.
     pub fn finish(self) -> Result<HnswSegment, DecodeError> {
-        self.finish_inner(None)
+        self.finish_inner(Records::None)
     }
 
     /// The segment, taking its vectors from `vector_of` if it was encoded
@@ -327,13 +355,18 @@ impl SegmentDecoder {
         self,
         mut vector_of: impl FnMut(&str) -> Option<&'v [f32]>,
     ) -> Result<HnswSegment, DecodeError> {
-        self.finish_inner(Some(&mut vector_of))
+        self.finish_inner(Records::Lookup(&mut vector_of))
     }
 
-    fn finish_inner<'v>(
-        self,
-        vector_of: Option<VectorLookup<'_, 'v>>,
-    ) -> Result<HnswSegment, DecodeError> {
+    /// The segment of one encoded without its vectors, taking `vectors` as
+    /// its block: `len × dim` prepared, finite components in graph order
+    /// (a loader that gathered the records' vectors into one block and put
+    /// them in graph order hands it over instead of a copy).
+    pub fn finish_with_block(self, vectors: Vec<f32>) -> Result<HnswSegment, DecodeError> {
+        self.finish_inner(Records::Block(vectors))
+    }
+
+    fn finish_inner(self, records: Records<'_, '_>) -> Result<HnswSegment, DecodeError> {
         if self.received != self.declared {
             return Err(DecodeError::Truncated("segment"));
         }
@@ -350,20 +383,41 @@ impl SegmentDecoder {
                 if segment.vectors.iter().any(|x| !x.is_finite()) {
                     return Err(DecodeError::Malformed("a vector component is not finite"));
                 }
-                if from_records {
-                    let vector_of = vector_of.ok_or(DecodeError::VectorsElsewhere)?;
-                    let dim = segment.dim;
-                    let mut vectors = Vec::with_capacity(segment.len() * dim);
-                    for id in &segment.ids {
-                        match vector_of(id) {
-                            Some(v) if v.len() == dim && v.iter().all(|x| x.is_finite()) => {
-                                vectors.extend_from_slice(v);
-                            }
-                            _ => return Err(DecodeError::MissingVector(id.clone())),
-                        }
-                    }
-                    segment.vectors = vectors;
+                if !from_records {
+                    return match records {
+                        Records::Block(_) => Err(DecodeError::Malformed(
+                            "the segment carries its own vectors",
+                        )),
+                        _ => Ok(*segment),
+                    };
                 }
+                let dim = segment.dim;
+                segment.vectors = match records {
+                    Records::None => return Err(DecodeError::VectorsElsewhere),
+                    Records::Lookup(vector_of) => {
+                        let mut vectors = Vec::with_capacity(segment.len() * dim);
+                        for id in &segment.ids {
+                            match vector_of(id) {
+                                Some(v) if v.len() == dim && v.iter().all(|x| x.is_finite()) => {
+                                    vectors.extend_from_slice(v);
+                                }
+                                _ => return Err(DecodeError::MissingVector(id.clone())),
+                            }
+                        }
+                        vectors
+                    }
+                    Records::Block(vectors) => {
+                        if vectors.len() != segment.len() * dim {
+                            return Err(DecodeError::Malformed(
+                                "the vector block does not match the points",
+                            ));
+                        }
+                        if vectors.iter().any(|x| !x.is_finite()) {
+                            return Err(DecodeError::Malformed("a vector component is not finite"));
+                        }
+                        vectors
+                    }
+                };
                 Ok(*segment)
             }
             _ => Err(DecodeError::Truncated("head")),

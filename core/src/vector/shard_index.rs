@@ -102,7 +102,15 @@ impl ShardIndex {
     }
 
     fn install(&mut self, segment: HnswSegment, mut fields_of: impl FnMut(&str) -> Value) {
-        self.sealed_fields = segment.ids().iter().map(|id| fields_of(id)).collect();
+        let fields = segment.ids().iter().map(|id| fields_of(id)).collect();
+        self.install_sealed(segment, fields);
+    }
+
+    /// Makes `segment` the sealed segment, with its points' fields in graph
+    /// order and no tombstones.
+    pub(crate) fn install_sealed(&mut self, segment: HnswSegment, fields: Vec<Value>) {
+        debug_assert_eq!(fields.len(), segment.len());
+        self.sealed_fields = fields;
         self.sealed_points = segment
             .ids()
             .iter()
@@ -166,6 +174,12 @@ impl ShardIndex {
             self.tombstones[(point / 64) as usize] |= 1 << (point % 64);
             self.tombstone_count += 1;
         }
+    }
+
+    /// Replaces the fresh segment (a loader built it whole).
+    pub(crate) fn set_fresh(&mut self, fresh: FreshSegment) {
+        debug_assert_eq!(fresh.dim(), self.dim);
+        self.fresh = fresh;
     }
 
     /// Room for `additional` more records in the fresh segment, exactly
