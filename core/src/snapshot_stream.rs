@@ -131,8 +131,11 @@ pub struct SnapshotStream {
     writer: VerifyingKey,
     limits: Limits,
     stage: Stage,
-    /// Bytes taken in but not yet parsed: at most one chunk plus one record.
+    /// Bytes taken in; those from `pos` on are not parsed yet (at most one
+    /// chunk plus one record). Parsed bytes are dropped when more arrive,
+    /// not one record at a time.
     buf: Vec<u8>,
+    pos: usize,
     /// Frame bytes taken in so far.
     frame_len: usize,
     version: u16,
@@ -180,6 +183,7 @@ impl SnapshotStream {
             limits,
             stage: Stage::Envelope,
             buf: Vec::new(),
+            pos: 0,
             frame_len: 0,
             version: 0,
             body_len: 0,
@@ -224,6 +228,10 @@ impl SnapshotStream {
     /// straight into their section, the rest into `buf`. Body bytes are
     /// hashed on the way. Returns what is left of the chunk.
     fn take_in<'c>(&mut self, chunk: &'c [u8]) -> Result<&'c [u8], DecodeError> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         let in_body = !matches!(
             self.stage,
             Stage::Envelope | Stage::SignatureLen | Stage::Signature { .. } | Stage::Done
@@ -280,13 +288,13 @@ impl SnapshotStream {
     fn step(&mut self, sink: &mut impl SnapshotSink) -> Result<bool, DecodeError> {
         match self.stage {
             Stage::Envelope => {
-                let Parsed::Item(version, used) = parse::<u16>(&self.buf)? else {
+                let Parsed::Item(version, used) = parse::<u16>(&self.buf[self.pos..])? else {
                     return Ok(false);
                 };
                 if !(OLDEST_READABLE_VERSION..=WIRE_VERSION).contains(&version) {
                     return Err(DecodeError::UnsupportedVersion { found: version });
                 }
-                let Parsed::Item(len, _) = parse::<u64>(&self.buf[used..])? else {
+                let Parsed::Item(len, _) = parse::<u64>(&self.buf[self.pos + used..])? else {
                     return Ok(false);
                 };
                 let len = to_usize(len, "the body length")?;
@@ -302,13 +310,14 @@ impl SnapshotStream {
                 // `take_in` feeds the prefix a byte at a time, so `buf` holds
                 // exactly the prefix and the body starts with the next byte.
                 self.buf.clear();
+                self.pos = 0;
                 self.stage = Stage::Head;
                 Ok(true)
             }
             Stage::Head => {
                 type Head = (u32, CollectionKey, ShardId, Offset, u64);
                 let Parsed::Item((variant, collection, shard, offset, records), used) =
-                    parse::<Head>(&self.buf)?
+                    parse::<Head>(&self.buf[self.pos..])?
                 else {
                     return self.need_body("the snapshot's head");
                 };
@@ -341,7 +350,9 @@ impl SnapshotStream {
             }
             Stage::Records { left } => {
                 let used = {
-                    let Parsed::Item(record, used) = parse::<RecordWire<'_>>(&self.buf)? else {
+                    let Parsed::Item(record, used) =
+                        parse::<RecordWire<'_>>(&self.buf[self.pos..])?
+                    else {
                         return self.need_body("a record");
                     };
                     record.id.validate(&self.limits)?;
@@ -380,7 +391,7 @@ impl SnapshotStream {
                 Ok(true)
             }
             Stage::DocsLen => {
-                let Parsed::Item(len, used) = parse::<u64>(&self.buf)? else {
+                let Parsed::Item(len, used) = parse::<u64>(&self.buf[self.pos..])? else {
                     return self.need_body("the documents' length");
                 };
                 let len = self.blob_len(len, "the documents")?;
@@ -392,9 +403,10 @@ impl SnapshotStream {
                 Ok(true)
             }
             Stage::Docs { left } => {
-                let m = left.min(self.buf.len());
+                let m = left.min(self.buf.len() - self.pos);
                 if self.keep_docs {
-                    self.docs.extend_from_slice(&self.buf[..m]);
+                    self.docs
+                        .extend_from_slice(&self.buf[self.pos..self.pos + m]);
                 }
                 self.consume(m);
                 if left > m {
@@ -405,7 +417,7 @@ impl SnapshotStream {
                 Ok(true)
             }
             Stage::SegmentTag => {
-                let Parsed::Item(tag, used) = parse::<u8>(&self.buf)? else {
+                let Parsed::Item(tag, used) = parse::<u8>(&self.buf[self.pos..])? else {
                     return self.need_body("the index segment");
                 };
                 self.consume(used);
@@ -420,7 +432,7 @@ impl SnapshotStream {
                 Ok(true)
             }
             Stage::SegmentLen => {
-                let Parsed::Item(len, used) = parse::<u64>(&self.buf)? else {
+                let Parsed::Item(len, used) = parse::<u64>(&self.buf[self.pos..])? else {
                     return self.need_body("the index segment's length");
                 };
                 let len = self.blob_len(len, "the index segment")?;
@@ -430,9 +442,9 @@ impl SnapshotStream {
                 Ok(true)
             }
             Stage::Segment { left } => {
-                let m = left.min(self.buf.len());
+                let m = left.min(self.buf.len() - self.pos);
                 let segment = self.segment.get_or_insert_with(Vec::new);
-                segment.extend_from_slice(&self.buf[..m]);
+                segment.extend_from_slice(&self.buf[self.pos..self.pos + m]);
                 self.consume(m);
                 if left > m {
                     self.stage = Stage::Segment { left: left - m };
@@ -443,7 +455,7 @@ impl SnapshotStream {
                 Ok(true)
             }
             Stage::SignatureLen => {
-                let Parsed::Item(tag, used) = parse::<u8>(&self.buf)? else {
+                let Parsed::Item(tag, used) = parse::<u8>(&self.buf[self.pos..])? else {
                     return Ok(false);
                 };
                 match tag {
@@ -451,7 +463,7 @@ impl SnapshotStream {
                     1 => {}
                     _ => return Err(malformed("bad option tag for the signature")),
                 }
-                let Parsed::Item(len, more) = parse::<u64>(&self.buf[used..])? else {
+                let Parsed::Item(len, more) = parse::<u64>(&self.buf[self.pos + used..])? else {
                     return Ok(false);
                 };
                 // A signature is 64 bytes; anything else cannot verify.
@@ -463,8 +475,9 @@ impl SnapshotStream {
                 Ok(true)
             }
             Stage::Signature { left } => {
-                let m = left.min(self.buf.len());
-                self.signature.extend_from_slice(&self.buf[..m]);
+                let m = left.min(self.buf.len() - self.pos);
+                self.signature
+                    .extend_from_slice(&self.buf[self.pos..self.pos + m]);
                 self.consume(m);
                 if left > m {
                     self.stage = Stage::Signature { left: left - m };
@@ -473,20 +486,15 @@ impl SnapshotStream {
                 self.stage = Stage::Done;
                 Ok(true)
             }
-            Stage::Done => {
-                if self.buf.is_empty() {
-                    Ok(false)
-                } else {
-                    Err(DecodeError::TrailingBytes {
-                        count: self.buf.len(),
-                    })
-                }
-            }
+            Stage::Done => match self.buf.len() - self.pos {
+                0 => Ok(false),
+                count => Err(DecodeError::TrailingBytes { count }),
+            },
         }
     }
 
     fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.pos += n;
     }
 
     /// A parse ran out of bytes: wait for more if the body has more.
@@ -501,7 +509,7 @@ impl SnapshotStream {
     /// A section's declared length, which must fit in the body.
     fn blob_len(&self, len: u64, what: &str) -> Result<usize, DecodeError> {
         let len = to_usize(len, what)?;
-        if len > self.buf.len() + self.body_left {
+        if len > self.buf.len() - self.pos + self.body_left {
             return Err(malformed(format!("{what} are longer than the snapshot")));
         }
         Ok(len)
@@ -509,7 +517,7 @@ impl SnapshotStream {
 
     /// The body's last section is read: nothing of the body may remain.
     fn end_body(&self) -> Result<(), DecodeError> {
-        let left = self.buf.len() + self.body_left;
+        let left = self.buf.len() - self.pos + self.body_left;
         if left > 0 {
             return Err(DecodeError::TrailingBytes { count: left });
         }

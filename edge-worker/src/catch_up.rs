@@ -22,6 +22,7 @@ use tidemark_core::limits::Limits;
 use tidemark_core::log::{ConsistencyToken, Offset};
 use tidemark_core::model::{CollectionKey, CollectionSchema};
 use tidemark_core::shard::ShardId;
+use tidemark_core::snapshot_stream::SnapshotStream;
 use tidemark_core::wire::{self, Message};
 use worker::Delay;
 
@@ -158,38 +159,28 @@ impl Fresh<'_> {
         }
         let loaded = match self.upstream.snapshot(self.key, shard).await? {
             None => EdgeShard::empty(self.key.clone(), shard, schema),
-            Some(frame) => {
+            Some(body) => {
                 // The frame's size is a close lower bound of what it costs
-                // decoded (records + index), so it is checked before decoding.
-                if used + frame.len() > budget {
-                    return Err(over_budget(used, frame.len(), budget));
+                // loaded (records + index), so it is checked before reading.
+                let length = body.length().unwrap_or(0);
+                if used + length > budget {
+                    return Err(over_budget(used, length, budget));
                 }
-                let message = self.verify(&frame, "snapshot")?;
-                // The decoded snapshot owns its data: free the frame before
-                // the replica and index are built, so that they can reuse
-                // its memory (a wasm heap never shrinks, so the peak is what
-                // the isolate keeps).
-                drop(frame);
-                let snapshot = match message {
-                    Message::Snapshot(snapshot) => snapshot,
-                    _ => {
-                        return Err(EdgeError::untrusted(
-                            "the writer sent another message for a snapshot",
-                        ));
-                    }
-                };
-                if snapshot.collection != *self.key || snapshot.shard != shard {
-                    return Err(EdgeError::untrusted(format!(
-                        "asked for a snapshot of {}/{} shard {}, got one of {}/{} shard {}",
-                        self.key.namespace,
-                        self.key.collection,
-                        shard.0,
-                        snapshot.collection.namespace,
-                        snapshot.collection.collection,
-                        snapshot.shard.0
-                    )));
-                }
-                EdgeShard::from_snapshot(self.key.clone(), schema, snapshot, self.config.precision)?
+                // The shard is built beside the held ones as the frame
+                // streams in, and used only once its signature verified.
+                let mut stream = SnapshotStream::new(self.config.writer_key, Limits::default());
+                let mut loader =
+                    EdgeShard::loader(self.key.clone(), shard, schema, self.config.precision);
+                body.feed(|piece| {
+                    stream
+                        .push(piece, &mut loader)
+                        .map_err(|e| untrusted_decode("snapshot", e))
+                })
+                .await?;
+                let (head, tail) = stream
+                    .finish()
+                    .map_err(|e| untrusted_decode("snapshot", e))?;
+                loader.finish(head, tail)?
             }
         };
         holder::with(|h| {

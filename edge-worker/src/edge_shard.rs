@@ -2,24 +2,22 @@
 //! and tidemark) and a [`ShardIndex`] kept in step with it, plus what the
 //! edge needs to decide when to ask the writer again.
 //!
-//! The index is rebuilt from what the replica holds, never from anything
-//! else: a snapshot's sealed segment is installed, then every record of the
-//! snapshot is upserted (a record whose vector equals its sealed point keeps
-//! its place, others go to the fresh segment) and sealed points the snapshot
-//! no longer lists are deleted. So the index is right even when the writer
-//! sealed the segment at an earlier offset than the snapshot's.
-
-use std::collections::{HashMap, HashSet};
+//! A shard is bootstrapped by a [`ShardLoader`] fed by the snapshot stream:
+//! the index is built from the snapshot's own records (core's
+//! [`IndexLoader`] keeps a record in the sealed graph only if its vector is
+//! its point's, so the index is right even when the writer sealed at an
+//! earlier offset than the snapshot's), and the replica takes the records.
 
 use serde_json::Value;
 use tidemark_core::limits::Limits;
 use tidemark_core::log::{LogEntry, Offset};
-use tidemark_core::model::{CollectionKey, CollectionSchema, RecordId};
+use tidemark_core::model::{CollectionKey, CollectionSchema, Fields, RecordId};
 use tidemark_core::replica::{ApplyError, Progress, ReplicaMode, ReplicaRecord, ReplicaShard};
 use tidemark_core::shard::ShardId;
-use tidemark_core::snapshot::Snapshot;
-use tidemark_core::vector::{Hit, Precision, Query, QueryError, ShardIndex};
-use tidemark_core::wire::LogRange;
+use tidemark_core::snapshot::{Snapshot, SnapshotRecord};
+use tidemark_core::snapshot_stream::{SnapshotHead, SnapshotSink, SnapshotTail};
+use tidemark_core::vector::{Hit, IndexLoader, Metric, Precision, Query, QueryError, ShardIndex};
+use tidemark_core::wire::{DecodeError, LogRange};
 
 use crate::error::EdgeError;
 
@@ -56,28 +54,23 @@ fn json_cost(value: &Value) -> usize {
     }
 }
 
+/// Records keep their vectors only where the index will not hold them in
+/// f32: under int8-only precision the sealed segment drops its f32 (the
+/// fresh segment keeps f32 whatever the precision).
+fn replica(key: CollectionKey, shard: ShardId, precision: Precision) -> ReplicaShard {
+    let replica = ReplicaShard::new(key, shard, ReplicaMode::ReadOnly, Limits::default());
+    if precision == Precision::Int8 {
+        replica
+    } else {
+        replica.without_vectors()
+    }
+}
+
 impl EdgeShard {
     /// A shard with no records yet.
     pub fn empty(key: CollectionKey, shard: ShardId, schema: &CollectionSchema) -> Self {
-        Self::new(key, shard, schema, Precision::F32)
-    }
-
-    /// Records keep their vectors only where the index will not hold them in
-    /// f32: under int8-only precision the sealed segment drops its f32 (the
-    /// fresh segment keeps f32 whatever the precision).
-    fn new(
-        key: CollectionKey,
-        shard: ShardId,
-        schema: &CollectionSchema,
-        precision: Precision,
-    ) -> Self {
-        let replica = ReplicaShard::new(key, shard, ReplicaMode::ReadOnly, Limits::default());
         Self {
-            replica: if precision == Precision::Int8 {
-                replica
-            } else {
-                replica.without_vectors()
-            },
+            replica: replica(key, shard, Precision::F32),
             index: ShardIndex::new(schema.metric, schema.dimension),
             record_bytes: 0,
             checked_at_ms: f64::NEG_INFINITY,
@@ -85,82 +78,23 @@ impl EdgeShard {
         }
     }
 
-    /// A shard bootstrapped from a verified snapshot. The index is built
-    /// first, from the snapshot's vectors; then the replica takes the
-    /// records, so that their fields are copied once (into the index), not
-    /// twice.
-    pub fn from_snapshot(
+    /// The loader of a shard bootstrapped from the writer's snapshot as it
+    /// streams in (see [`ShardLoader`]).
+    pub fn loader(
         key: CollectionKey,
+        shard: ShardId,
         schema: &CollectionSchema,
-        snapshot: Snapshot,
         precision: Precision,
-    ) -> Result<Self, EdgeError> {
-        let mut shard = Self::new(key, snapshot.shard, schema, precision);
-        let mut in_segment: HashSet<String> = HashSet::new();
-        if let Some(segment) = snapshot.decode_index_segment() {
-            let mut segment = segment
-                .map_err(|e| EdgeError::untrusted(format!("the snapshot's index segment: {e}")))?;
-            if segment.metric() != schema.metric || segment.dim() != schema.dimension {
-                return Err(EdgeError::untrusted(
-                    "the snapshot's index segment does not match the collection's schema",
-                ));
-            }
-            // Records whose vector is their sealed point's keep it, compared
-            // before quantizing drops the f32 vectors. Stored vectors are
-            // prepared and preparing is idempotent, so equality is the test.
-            for (point, id) in segment.ids().iter().enumerate() {
-                let sealed = segment.vector(point as u32);
-                if let (Some(sealed), Some(vector)) = (sealed, snapshot.vector_of(id))
-                    && vector == sealed
-                {
-                    in_segment.insert(id.clone());
-                }
-            }
-            segment.set_precision(precision);
-            let sealed_ids: Vec<String> = segment.ids().to_vec();
-            let fields: HashMap<String, Value> = snapshot
-                .records
-                .iter()
-                .filter(|r| in_segment.contains(r.id.as_str()))
-                .map(|r| (r.id.as_str().to_string(), Value::Object(r.fields.clone())))
-                .collect();
-            shard.index = ShardIndex::from_sealed(segment, fields);
-            for id in sealed_ids
-                .iter()
-                .filter(|id| !in_segment.contains(id.as_str()))
-            {
-                shard.index.delete(id);
-            }
+    ) -> ShardLoader {
+        ShardLoader {
+            key,
+            shard,
+            metric: schema.metric,
+            dim: schema.dimension,
+            precision,
+            records: Vec::new(),
+            index: IndexLoader::new(schema.metric, schema.dimension, 0),
         }
-        let fresh = snapshot
-            .records
-            .iter()
-            .filter(|r| r.vector.is_some() && !in_segment.contains(r.id.as_str()))
-            .count();
-        shard.index.reserve_fresh(fresh);
-        for record in &snapshot.records {
-            if in_segment.contains(record.id.as_str()) {
-                continue;
-            }
-            shard
-                .index
-                .upsert(
-                    record.id.as_str(),
-                    record.vector.as_deref(),
-                    Value::Object(record.fields.clone()),
-                )
-                .map_err(|e| EdgeError::untrusted(format!("a snapshot record's vector: {e}")))?;
-        }
-        shard
-            .replica
-            .load_snapshot_owned(snapshot)
-            .map_err(|e| crate::error::untrusted_apply("snapshot", e))?;
-        shard.record_bytes = shard
-            .replica
-            .records()
-            .map(|(id, record)| record_cost(id.as_str(), record))
-            .sum();
-        Ok(shard)
     }
 
     pub fn replica(&self) -> &ReplicaShard {
@@ -235,5 +169,100 @@ impl EdgeShard {
 
     pub fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>, QueryError> {
         self.index.search(query)
+    }
+}
+
+/// A shard being bootstrapped from a snapshot stream: each record's vector
+/// goes straight into the index's block and its fields to the replica's
+/// records, so the isolate never holds the frame, nor a decoded snapshot
+/// beside the index. Nothing it holds is used before the stream's
+/// signature verified ([`ShardLoader::finish`] takes what `finish` returned).
+pub struct ShardLoader {
+    key: CollectionKey,
+    shard: ShardId,
+    metric: Metric,
+    dim: usize,
+    precision: Precision,
+    records: Vec<SnapshotRecord>,
+    index: IndexLoader,
+}
+
+impl SnapshotSink for ShardLoader {
+    fn head(&mut self, head: &SnapshotHead) -> Result<(), DecodeError> {
+        if head.collection != self.key || head.shard != self.shard {
+            return Err(DecodeError::Malformed(format!(
+                "asked for a snapshot of {}/{} shard {}, got one of {}/{} shard {}",
+                self.key.namespace,
+                self.key.collection,
+                self.shard.0,
+                head.collection.namespace,
+                head.collection.collection,
+                head.shard.0
+            )));
+        }
+        // Reserved exactly (growth by doubling would leave abandoned blocks
+        // in a heap that never shrinks), bounded by what the bytes can hold.
+        let fits = head.body_len / std::mem::size_of::<SnapshotRecord>();
+        self.records.reserve_exact(head.records.min(fits));
+        self.index = IndexLoader::new(self.metric, self.dim, head.max_vectors(self.dim));
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        id: RecordId,
+        fields: Fields,
+        vector: Option<&[f32]>,
+    ) -> Result<(), DecodeError> {
+        if let Some(vector) = vector {
+            self.index
+                .push(id.as_str(), vector, Value::Object(fields.clone()))
+                .map_err(|e| DecodeError::Malformed(format!("record {id}: {e}")))?;
+        }
+        // Under int8-only precision the index drops the f32 vectors, so the
+        // record keeps its own (see `replica`).
+        let keep = self.precision == Precision::Int8;
+        self.records.push(SnapshotRecord {
+            id,
+            fields,
+            vector: vector.filter(|_| keep).map(<[f32]>::to_vec),
+        });
+        Ok(())
+    }
+
+    fn wants_docs(&self) -> bool {
+        false
+    }
+}
+
+impl ShardLoader {
+    /// The shard, from a stream whose signature verified.
+    pub fn finish(self, head: SnapshotHead, tail: SnapshotTail) -> Result<EdgeShard, EdgeError> {
+        let index = self
+            .index
+            .finish(tail.index_segment.as_deref(), self.precision)
+            .map_err(|e| EdgeError::untrusted(format!("the snapshot's index segment: {e}")))?;
+        let mut replica = replica(self.key, self.shard, self.precision);
+        replica
+            .load_snapshot_owned(Snapshot {
+                collection: head.collection,
+                shard: head.shard,
+                offset: head.offset,
+                records: self.records,
+                docs: tail.docs,
+                index_segment: None,
+            })
+            .map_err(|e| crate::error::untrusted_apply("snapshot", e))?;
+        let record_bytes = replica
+            .records()
+            .map(|(id, record)| record_cost(id.as_str(), record))
+            .sum();
+        Ok(EdgeShard {
+            replica,
+            index,
+            record_bytes,
+            checked_at_ms: f64::NEG_INFINITY,
+            announced_head: Offset(0),
+        })
     }
 }

@@ -72,6 +72,30 @@ impl Upstream<'_> {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> Result<Answer, EdgeError> {
+        let response = self
+            .fetch(method, path_and_query, content_type, body)
+            .await?;
+        let headers = response.headers();
+        let content_type = headers.get("content-type").ok().flatten();
+        let cache_control = headers.get("cache-control").ok().flatten();
+        let status = response.status_code();
+        let body = read_body(response).await?;
+        Ok(Answer {
+            status,
+            content_type,
+            cache_control,
+            body,
+        })
+    }
+
+    /// Sends a request to the writer; the body is the caller's to read.
+    async fn fetch(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Result<Response, EdgeError> {
         let headers = Headers::new();
         headers.set("authorization", &format!("Bearer {}", self.token))?;
         if let Some(content_type) = content_type {
@@ -84,21 +108,10 @@ impl Upstream<'_> {
         }
         let url = format!("{}{}", self.base, path_and_query);
         let request = Request::new_with_init(&url, &init)?;
-        let response: Response = Fetch::Request(request)
+        Fetch::Request(request)
             .send()
             .await
-            .map_err(|e| EdgeError::unreachable(format!("the writer at {}: {e}", self.base)))?;
-        let headers = response.headers();
-        let content_type = headers.get("content-type").ok().flatten();
-        let cache_control = headers.get("cache-control").ok().flatten();
-        let status = response.status_code();
-        let body = read_body(response).await?;
-        Ok(Answer {
-            status,
-            content_type,
-            cache_control,
-            body,
-        })
+            .map_err(|e| EdgeError::unreachable(format!("the writer at {}: {e}", self.base)))
     }
 
     async fn get_ok(&self, path: &str) -> Result<Answer, EdgeError> {
@@ -144,53 +157,132 @@ impl Upstream<'_> {
         Ok(self.get_ok(&path).await?.body)
     }
 
-    /// The latest signed snapshot frame, `None` if the writer has none yet.
+    /// The latest signed snapshot, unread, `None` if the writer has none yet.
     pub async fn snapshot(
         &self,
         key: &CollectionKey,
         shard: ShardId,
-    ) -> Result<Option<Vec<u8>>, EdgeError> {
+    ) -> Result<Option<Body>, EdgeError> {
         let path = format!("{}/snapshot", shard_path(key, shard));
-        let answer = self.send(Method::Get, &path, None, None).await?;
+        let response = self.fetch(Method::Get, &path, None, None).await?;
+        if response.status_code() == 200 {
+            return Ok(Some(Body { response }));
+        }
+        let answer = Answer {
+            status: response.status_code(),
+            content_type: None,
+            cache_control: None,
+            body: read_body(response).await?,
+        };
         match answer.status {
-            200 => Ok(Some(answer.body)),
             404 if error_code(&answer).as_deref() == Some("not_found") => Ok(None),
             _ => Err(relay_error(&answer)),
         }
     }
 }
 
-/// Reads a whole body into one allocation of its length.
-///
-/// workers-rs's `Response::bytes` appends chunk after chunk to a growing
-/// `Vec`: for a 32 MB snapshot the doubling left the isolate's wasm heap
-/// (which never shrinks) at 124 MB before decoding began, and each chunk
-/// crossed into wasm on its own. With a `content-length` (the writer always
-/// sends one), the runtime reads the body natively in one call and it is
-/// copied once into a buffer of exactly its size; a length above the frame
-/// limit is refused before reading (the header is the writer's word, not yet
-/// verified). The runtime's buffer is garbage collected once copied; the
-/// wasm heap keeps one copy. Without a length, chunks are collected, bounded
-/// by the same limit. On loopback a 16 MB snapshot arrives in ~90 ms this way
-/// against ~190 ms chunk by chunk.
-async fn read_body(mut response: Response) -> Result<Vec<u8>, EdgeError> {
-    let reading = |e: String| EdgeError::unreachable(format!("reading the writer's answer: {e}"));
-    let limit = Limits::default().max_frame_bytes;
-    let too_long = || {
-        EdgeError::untrusted(format!(
-            "the writer's answer is longer than the {} MB frame limit",
-            limit >> 20
-        ))
-    };
-    let announced = response
+/// A writer answer to be read in pieces (a snapshot, tens of megabytes).
+pub struct Body {
+    response: Response,
+}
+
+/// Bytes handed to the reader at a time: large enough that crossing into
+/// wasm costs nothing next to decoding them, small next to a snapshot.
+const FEED_BYTES: usize = 1 << 20;
+
+impl Body {
+    /// The length the writer announced (its word, not yet verified).
+    pub fn length(&self) -> Option<usize> {
+        content_length(&self.response)
+    }
+
+    /// Hands the body to `take`, piece by piece, in order; stops at its
+    /// first error. The wasm heap holds one piece at a time, never the body.
+    ///
+    /// With a `content-length` (the writer always sends one) the runtime
+    /// reads the body natively in one call (on loopback ~90 ms for 16 MB,
+    /// against ~190 ms chunk by chunk through the stream), outside the wasm
+    /// heap, and it is copied in piece by piece; a length above the frame
+    /// limit is refused before reading. Without one, the stream's chunks
+    /// are handed on as they come, bounded by the same limit.
+    pub async fn feed(
+        mut self,
+        mut take: impl FnMut(&[u8]) -> Result<(), EdgeError>,
+    ) -> Result<(), EdgeError> {
+        let limit = Limits::default().max_frame_bytes;
+        if let Some(length) = self.length() {
+            if length > limit {
+                return Err(too_long(limit));
+            }
+            let response: worker::web_sys::Response = self.response.into();
+            let buffer = response
+                .array_buffer()
+                .map_err(|e| reading(format!("{e:?}")))?;
+            let buffer = JsFuture::from(buffer)
+                .await
+                .map_err(|e| reading(format!("{e:?}")))?;
+            let body = Uint8Array::new(&buffer);
+            let total = body.length() as usize;
+            let mut piece = vec![0; FEED_BYTES.min(total)];
+            let mut at = 0;
+            while at < total {
+                let end = (at + FEED_BYTES).min(total);
+                let piece = &mut piece[..end - at];
+                body.subarray(at as u32, end as u32).copy_to(piece);
+                take(piece)?;
+                at = end;
+            }
+            return Ok(());
+        }
+        let mut stream = self.response.stream().map_err(|e| reading(e.to_string()))?;
+        let mut total = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| reading(e.to_string()))?;
+            total += chunk.len();
+            if total > limit {
+                return Err(too_long(limit));
+            }
+            take(&chunk)?;
+        }
+        Ok(())
+    }
+}
+
+fn reading(e: String) -> EdgeError {
+    EdgeError::unreachable(format!("reading the writer's answer: {e}"))
+}
+
+fn too_long(limit: usize) -> EdgeError {
+    EdgeError::untrusted(format!(
+        "the writer's answer is longer than the {} MB frame limit",
+        limit >> 20
+    ))
+}
+
+fn content_length(response: &Response) -> Option<usize> {
+    response
         .headers()
         .get("content-length")
         .ok()
         .flatten()
-        .and_then(|length| length.parse::<usize>().ok());
-    if let Some(length) = announced {
+        .and_then(|length| length.parse::<usize>().ok())
+}
+
+/// Reads a whole body (log ranges, JSON answers) into one allocation of
+/// its length.
+///
+/// workers-rs's `Response::bytes` appends chunk after chunk to a growing
+/// `Vec`, whose doubling leaves abandoned blocks in a wasm heap that never
+/// shrinks. With a `content-length` (the writer always sends one) the
+/// runtime reads the body natively in one call and it is copied once into a
+/// buffer of exactly its size; a length above the frame limit is refused
+/// before reading (the header is the writer's word, not yet verified).
+/// Without a length, chunks are collected, bounded by the same limit.
+async fn read_body(mut response: Response) -> Result<Vec<u8>, EdgeError> {
+    let limit = Limits::default().max_frame_bytes;
+    if let Some(length) = content_length(&response) {
         if length > limit {
-            return Err(too_long());
+            return Err(too_long(limit));
         }
         let response: worker::web_sys::Response = response.into();
         let buffer = response
@@ -209,7 +301,7 @@ async fn read_body(mut response: Response) -> Result<Vec<u8>, EdgeError> {
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| reading(e.to_string()))?;
         if body.len() + chunk.len() > limit {
-            return Err(too_long());
+            return Err(too_long(limit));
         }
         body.extend_from_slice(&chunk);
     }
