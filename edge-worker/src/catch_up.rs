@@ -213,12 +213,30 @@ impl Fresh<'_> {
     /// Reads the writer's head and applies the log up to it.
     async fn catch_up(&self, shard: ShardId, now: f64) -> Result<(), EdgeError> {
         let head = self.upstream.head(self.key, shard).await?;
+        let gap = head.0.saturating_sub(self.tidemark(shard).0);
+        if gap > CATCH_UP_STEP {
+            // A long way behind (a snapshot older than the log's head): room
+            // for every entry to be a new record, exactly and once, rather
+            // than the index growing step by step; bounded by the budget.
+            let budget = self.config.memory_budget_bytes;
+            holder::with(|h| {
+                let free = budget.saturating_sub(h.memory_bytes());
+                if let Some(held) = h
+                    .collections
+                    .get_mut(self.key)
+                    .and_then(|c| c.shard_mut(shard))
+                {
+                    held.reserve_for_entries(gap as usize, free);
+                }
+            });
+        }
         loop {
             let from = self.tidemark(shard);
             if from >= head {
                 break;
             }
-            let frame = self.upstream.log(self.key, shard, from, head).await?;
+            let to = Offset(head.0.min(from.0 + CATCH_UP_STEP));
+            let frame = self.upstream.log(self.key, shard, from, to).await?;
             let message = self.verify(&frame, "log range")?;
             drop(frame);
             let range = match message {
@@ -260,6 +278,11 @@ impl Fresh<'_> {
         Ok(())
     }
 }
+
+/// Log entries asked for at once: a range is read whole and decoded beside
+/// its frame, so its size is a transient cost on top of the replica (~3 MB
+/// of 384-d entries, against the writer's 8 MB cap).
+const CATCH_UP_STEP: u64 = 2048;
 
 fn over_budget(used: usize, more: usize, budget: usize) -> EdgeError {
     EdgeError::over_budget(format!(

@@ -111,6 +111,14 @@ impl EdgeShard {
         Some(record)
     }
 
+    /// Makes room for `entries` log entries that may each be a new record
+    /// with a vector, within `free` bytes (see `catch_up`).
+    pub fn reserve_for_entries(&mut self, entries: usize, free: usize) {
+        // f32 row, int8 code row and its scales, id and slot.
+        let row = 5 * self.index.dim() + 96;
+        self.index.reserve_fresh(entries.min(free / row));
+    }
+
     pub fn tidemark(&self) -> Offset {
         self.replica.tidemark()
     }

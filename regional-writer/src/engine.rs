@@ -194,6 +194,10 @@ impl Engine {
         &self.committer
     }
 
+    pub fn seal_stats(&self) -> &crate::sealer::SealStats {
+        self.sealer.stats()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.invalidations.subscribe()
     }
@@ -354,10 +358,11 @@ impl Engine {
         }
     }
 
-    /// Persists a snapshot of every shard that has moved [`SNAPSHOT_EVERY`]
-    /// entries past its last one. Run by [`spawn_maintenance`], off the
-    /// request path: a snapshot may reseal the shard's index, which takes
-    /// seconds for large shards.
+    /// Persists a sealed snapshot of every shard whose index asks for a
+    /// reseal ([`tidemark_core::vector::ResealPolicy`]) or that has moved
+    /// [`SNAPSHOT_EVERY`] entries past its last one. Run by
+    /// [`spawn_maintenance`], off the request path: sealing takes seconds
+    /// for large shards, one shard at a time.
     async fn snapshot_due_shards(&self) -> Result<(), EngineError> {
         let collections: Vec<Arc<Collection>> = self
             .collections
@@ -371,8 +376,13 @@ impl Engine {
                 let head = collection.heads[i].load(Ordering::Acquire);
                 let snapshot = {
                     let shard = collection.shards[i].lock().await;
+                    // Resealed as the index's policy says (the fresh
+                    // segment or the tombstones have grown enough that a
+                    // new graph pays for itself), and at least every
+                    // SNAPSHOT_EVERY entries, which bounds restart replay
+                    // when only fields change.
                     let due = match shard.sealed_at {
-                        Some(at) => head - at >= SNAPSHOT_EVERY,
+                        Some(at) => head - at >= SNAPSHOT_EVERY || shard.index.needs_reseal(),
                         None => head >= FIRST_SNAPSHOT_AT,
                     };
                     if !due {

@@ -34,7 +34,9 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn render(&self, commits: u64, committed_jobs: u64) -> String {
+    /// The exposition text: these counters plus the engine's `(name, help,
+    /// value)` counters.
+    pub fn render(&self, engine: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let _ = writeln!(
@@ -53,7 +55,7 @@ impl Metrics {
                 load(counter)
             );
         }
-        for (name, help, value) in [
+        let own = [
             (
                 "tidemark_write_batches_total",
                 "Write batches acknowledged.",
@@ -64,17 +66,8 @@ impl Metrics {
                 "Record writes in acknowledged batches.",
                 load(&self.write_ops),
             ),
-            (
-                "tidemark_commits_total",
-                "Durable transactions (one fsync each).",
-                commits,
-            ),
-            (
-                "tidemark_committed_jobs_total",
-                "Jobs made durable; jobs/commits is the group size.",
-                committed_jobs,
-            ),
-        ] {
+        ];
+        for &(name, help, value) in own.iter().chain(engine) {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"

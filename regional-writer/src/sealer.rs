@@ -15,6 +15,8 @@
 //!   sealed segment.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
@@ -38,6 +40,15 @@ pub enum SealerError {
 
 pub struct Sealer {
     pool: rayon::ThreadPool,
+    stats: Arc<SealStats>,
+}
+
+/// Seals queued and finished since start (`/metrics`): equal counts mean
+/// the sealing thread is idle, so a replica asking now gets the latest graph.
+#[derive(Debug, Default)]
+pub struct SealStats {
+    pub queued: AtomicU64,
+    pub finished: AtomicU64,
 }
 
 impl Sealer {
@@ -48,7 +59,14 @@ impl Sealer {
             .start_handler(|_| lower_priority())
             .build()
             .map_err(|e| SealerError::Start(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn stats(&self) -> &SealStats {
+        &self.stats
     }
 
     /// Runs `job` on the sealing thread (after the seals queued before it)
@@ -58,9 +76,12 @@ impl Sealer {
         job: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, SealerError> {
         let (done, result) = tokio::sync::oneshot::channel();
+        let stats = Arc::clone(&self.stats);
+        stats.queued.fetch_add(1, Ordering::Relaxed);
         self.pool.spawn(move || {
             // A panic escaping a rayon job aborts the process; report it.
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(job));
+            stats.finished.fetch_add(1, Ordering::Relaxed);
             let _ = done.send(outcome.map_err(|_| SealerError::Panicked));
         });
         result.await.map_err(|_| SealerError::Stopped)?

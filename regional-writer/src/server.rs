@@ -173,10 +173,30 @@ async fn healthz() -> Json<Value> {
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
     let stats = state.engine.committer().stats();
+    let seals = state.engine.seal_stats();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let body = state
-        .metrics
-        .render(load(&stats.commits), load(&stats.jobs));
+    let body = state.metrics.render(&[
+        (
+            "tidemark_commits_total",
+            "Durable transactions (one fsync each).",
+            load(&stats.commits),
+        ),
+        (
+            "tidemark_committed_jobs_total",
+            "Jobs made durable; jobs/commits is the group size.",
+            load(&stats.jobs),
+        ),
+        (
+            "tidemark_seals_queued_total",
+            "Index seals handed to the sealing thread.",
+            load(&seals.queued),
+        ),
+        (
+            "tidemark_seals_finished_total",
+            "Index seals finished (built or failed).",
+            load(&seals.finished),
+        ),
+    ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

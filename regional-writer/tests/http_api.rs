@@ -683,6 +683,10 @@ async fn service_endpoints_and_restart() {
     let metrics = w.call(Method::GET, "/metrics", None, None).await;
     let text = String::from_utf8(metrics.bytes).unwrap();
     assert!(text.contains("tidemark_write_ops_total 1"), "{text}");
+    assert!(text.contains("tidemark_commits_total "), "{text}");
+    // One record is below the first seal: the sealing thread is idle.
+    assert!(text.contains("tidemark_seals_queued_total 0"), "{text}");
+    assert!(text.contains("tidemark_seals_finished_total 0"), "{text}");
     assert!(
         text.contains("tidemark_http_responses_total{class=\"2xx\"}"),
         "{text}"

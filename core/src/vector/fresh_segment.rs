@@ -16,6 +16,17 @@ use super::metric::Metric;
 use super::quantized::{self, QuantizedQuery, QuantizedVectors};
 use super::topk::Scored;
 
+/// Rows to add when the segment is full: an eighth of it (at least 64).
+///
+/// Not the doubling `Vec` would do: after a replica loads a 20k-record
+/// shard into its fresh segment, the next write would ask for a 60 MB block
+/// beside the 30 MB one, in a wasm heap that never shrinks and an isolate
+/// capped at 128 MB. An eighth costs at most eight copies of each row over
+/// the segment's life and a transient 1⅛ of it.
+fn growth(len: usize) -> usize {
+    (len / 8).max(64)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct FreshSegment {
     dim: usize,
@@ -101,6 +112,9 @@ impl FreshSegment {
                 self.fields[slot as usize] = fields;
             }
             None => {
+                if self.vectors.capacity() - self.vectors.len() < self.dim {
+                    self.reserve_exact(growth(self.ids.len()));
+                }
                 self.slots.insert(id.to_string(), self.ids.len() as u32);
                 self.ids.push(id.to_string());
                 self.fields.push(fields);
