@@ -4,13 +4,15 @@
 
 /** Steps of a bootstrap, as (label, name patterns); a sample counts once per step. */
 const STEPS = [
-  ["verify + decode a frame (decode_verified)", [/decode_verified/]],
-  ["  of which Ed25519 / SHA-512 (signature check)", [/ed25519|sha512|curve25519/i]],
+  ["read a snapshot as it streams (SnapshotStream::push)", [/SnapshotStream.*push/]],
+  ["  of which BLAKE3 (the body's digest)", [/blake3/]],
+  ["  of which fields JSON (serde_json)", [/serde_json/]],
+  ["  of which the index block (IndexLoader::push)", [/IndexLoader.*push/]],
+  ["verify the signature (SnapshotStream::finish)", [/SnapshotStream.*finish/]],
+  ["index: the sealed segment takes the block (IndexLoader::finish)", [/IndexLoader.*finish/]],
   ["replica: load a snapshot (Replica::load_snapshot)", [/Replica.*load_snapshot|ReplicaShard.*load_snapshot|replica::.*load_snapshot/]],
   ["  of which Automerge document loads", [/automerge::.*load|Automerge::load|AutoCommit.*load/]],
-  ["    of which SHA-256 (Automerge change hashes)", [/sha256/]],
-  ["index: rebuild from the sealed segment (rebuild_index)", [/rebuild_index/]],
-  ["  of which HnswSegment::from_bytes", [/HnswSegment.*from_bytes/]],
+  ["verify + decode a log range (decode_verified)", [/decode_verified/]],
   ["encode for IndexedDB (take_persist)", [/take_persist/]],
   ["search", [/LocalCollection.*search|ShardIndex.*search/]],
   ["events to JS (serde_wasm / to_js)", [/convert::to_js|serde_wasm_bindgen/]],

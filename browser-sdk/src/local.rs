@@ -19,7 +19,11 @@ use tidemark_core::outbox::Outbox;
 use tidemark_core::replica::{Progress, Replica, ReplicaMode, ReplicaRecord};
 use tidemark_core::shard::ShardId;
 use tidemark_core::snapshot::Snapshot;
-use tidemark_core::vector::{Filter, HnswSegment, Query, ShardIndex, merge_top_k};
+use tidemark_core::snapshot_stream::{SnapshotCollector, SnapshotHead, SnapshotSink, SnapshotTail};
+use tidemark_core::vector::{
+    Filter, HnswSegment, IndexLoader, Metric, Precision, Query, ShardIndex, merge_top_k,
+};
+use tidemark_core::wire::DecodeError;
 use tidemark_core::wire::{self, LogRange, Message, WriteAck};
 
 use crate::error::SdkError;
@@ -254,21 +258,34 @@ impl LocalCollection {
         Ok((progress, changed))
     }
 
-    /// Loads a verified snapshot; `false` if the replica was already past it.
+    /// A sink for a snapshot stream of this collection: it gathers the
+    /// snapshot and builds its shard's index as the records arrive.
+    pub fn snapshot_loader(&self) -> SnapshotLoader {
+        SnapshotLoader {
+            collector: SnapshotCollector::new(),
+            metric: self.schema.metric,
+            dim: self.schema.dimension,
+            index: IndexLoader::new(self.schema.metric, self.schema.dimension, 0),
+        }
+    }
+
     /// Loads a verified snapshot into its shard, taking its records (see
-    /// [`tidemark_core::replica::ReplicaShard::load_snapshot_owned`]).
-    pub fn load_snapshot(&mut self, snapshot: Snapshot) -> Result<bool, SdkError> {
+    /// [`tidemark_core::replica::ReplicaShard::load_snapshot_owned`]), with
+    /// the index built while it streamed in; `false` if the replica was
+    /// already past it.
+    pub fn load_snapshot(&mut self, loaded: LoadedSnapshot) -> Result<bool, SdkError> {
+        let LoadedSnapshot { snapshot, index } = loaded;
         let shard = snapshot.shard;
-        // The sealed segment borrows its vectors from the records: decode it
-        // before they move into the replica.
-        let segment = snapshot
-            .decode_index_segment()
-            .and_then(Result::ok)
-            .filter(|s| s.metric() == self.schema.metric && s.dim() == self.schema.dimension);
         if !self.replica.load_snapshot_owned(snapshot)? {
             return Ok(false);
         }
-        self.rebuild_index(shard, segment);
+        match index {
+            Some(index) => {
+                self.indexes[shard.0 as usize] = index;
+                self.reindex_pending(shard);
+            }
+            None => self.rebuild_index(shard, None),
+        }
         self.dirty_shards.insert(shard);
         self.dirty_segments.insert(shard);
         Ok(true)
@@ -401,6 +418,11 @@ impl LocalCollection {
             }
         }
         self.indexes[shard.0 as usize] = index;
+        self.reindex_pending(shard);
+    }
+
+    /// Lays the pending writes of `shard` over its index.
+    fn reindex_pending(&mut self, shard: ShardId) {
         let pending: BTreeSet<RecordId> = self
             .outbox
             .writes()
@@ -410,6 +432,79 @@ impl LocalCollection {
             .collect();
         for id in pending {
             self.reindex(&id);
+        }
+    }
+}
+
+/// A snapshot read from a stream, with its shard's index.
+pub struct LoadedSnapshot {
+    snapshot: Snapshot,
+    /// `None` when the sealed segment did not fit (another metric or
+    /// dimension, a point without its record): the index is then rebuilt
+    /// from the records alone.
+    index: Option<ShardIndex>,
+}
+
+/// Gathers a snapshot as it streams in and, beside it, its shard's index:
+/// each vector is copied into the index's block as it arrives, and the
+/// sealed segment takes that block, instead of a second pass over the
+/// records after the snapshot is whole.
+pub struct SnapshotLoader {
+    collector: SnapshotCollector,
+    metric: Metric,
+    dim: usize,
+    index: IndexLoader,
+}
+
+impl SnapshotSink for SnapshotLoader {
+    fn head(&mut self, head: &SnapshotHead) -> Result<(), DecodeError> {
+        self.collector.head(head)?;
+        self.index = IndexLoader::new(self.metric, self.dim, head.max_vectors(self.dim));
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        id: RecordId,
+        fields: Fields,
+        vector: Option<&[f32]>,
+    ) -> Result<(), DecodeError> {
+        if let Some(vector) = vector {
+            // A vector the schema refuses stays out of search, as a log
+            // entry's would; the record itself is kept.
+            let _ = self
+                .index
+                .push(id.as_str(), vector, Value::Object(fields.clone()));
+        }
+        self.collector.record(id, fields, vector)
+    }
+}
+
+impl LoadedSnapshot {
+    pub fn offset(&self) -> tidemark_core::log::Offset {
+        self.snapshot.offset
+    }
+
+    /// The ids of its records (for change events).
+    pub fn ids(&self) -> Vec<String> {
+        self.snapshot
+            .records
+            .iter()
+            .map(|r| r.id.as_str().to_string())
+            .collect()
+    }
+}
+
+impl SnapshotLoader {
+    /// The snapshot and index, from what the verified stream returned.
+    pub fn finish(self, head: SnapshotHead, tail: SnapshotTail) -> LoadedSnapshot {
+        let index = self
+            .index
+            .finish(tail.index_segment.as_deref(), Precision::F32)
+            .ok();
+        LoadedSnapshot {
+            snapshot: self.collector.into_snapshot(head, tail),
+            index,
         }
     }
 }

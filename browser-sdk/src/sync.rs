@@ -19,6 +19,7 @@ use tidemark_core::VerifyingKey;
 use tidemark_core::log::Offset;
 use tidemark_core::replica::Progress;
 use tidemark_core::shard::ShardId;
+use tidemark_core::snapshot_stream::SnapshotStream;
 use tidemark_core::wire::{self, Message};
 
 use crate::error::SdkError;
@@ -29,6 +30,9 @@ use crate::transport::Transport;
 /// Writes per pushed batch (the writer's limit is 500; smaller batches keep
 /// one refused write from holding back many).
 pub const PUSH_BATCH_OPS: usize = 100;
+
+/// Bytes of a snapshot frame decoded at a time.
+const SNAPSHOT_PIECE: usize = 1 << 20;
 
 /// A shard this many entries behind bootstraps from a snapshot instead of
 /// replaying the log (a new client always does).
@@ -187,18 +191,26 @@ impl SyncPass<'_> {
         if start == Offset(0) || total > SNAPSHOT_AFTER_ENTRIES {
             progress(Phase::Bootstrap, at);
             if let Some(bytes) = self.transport.snapshot(&key, shard).await? {
-                let snapshot = match wire::decode_verified(&bytes, self.writer, &limits) {
-                    Ok(Message::Snapshot(snapshot)) => snapshot,
-                    Ok(_) => return Err(SdkError::BadResponse("not a snapshot".into())),
-                    Err(e) => return Err(SdkError::from_decode(e)),
-                };
+                // Read a piece at a time: the records go to the replica and
+                // their vectors into the index's block as they are decoded.
+                let mut stream = SnapshotStream::new(*self.writer, limits.clone());
+                let mut loader = local.borrow().snapshot_loader();
+                for piece in bytes.chunks(SNAPSHOT_PIECE) {
+                    stream
+                        .push(piece, &mut loader)
+                        .map_err(SdkError::from_decode)?;
+                }
                 drop(bytes);
-                let ids: Vec<String> = snapshot
-                    .records
-                    .iter()
-                    .map(|r| r.id.as_str().to_string())
-                    .collect();
-                let offset = snapshot.offset;
+                let (head, tail) = stream.finish().map_err(SdkError::from_decode)?;
+                if head.collection != key || head.shard != shard {
+                    return Err(SdkError::BadResponse(format!(
+                        "asked for a snapshot of shard {}, got one of shard {}",
+                        shard.0, head.shard.0
+                    )));
+                }
+                let snapshot = loader.finish(head, tail);
+                let ids = snapshot.ids();
+                let offset = snapshot.offset();
                 if local.borrow_mut().load_snapshot(snapshot)? {
                     at = offset;
                     progress(Phase::Bootstrap, at);
