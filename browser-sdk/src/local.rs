@@ -497,10 +497,12 @@ impl LoadedSnapshot {
 
 impl SnapshotLoader {
     /// The snapshot and index, from what the verified stream returned.
-    pub fn finish(self, head: SnapshotHead, tail: SnapshotTail) -> LoadedSnapshot {
+    pub fn finish(self, head: SnapshotHead, mut tail: SnapshotTail) -> LoadedSnapshot {
+        // The replica does not keep the segment's bytes; the index decodes
+        // them and lets them go.
         let index = self
             .index
-            .finish(tail.index_segment.as_deref(), Precision::F32)
+            .finish(tail.index_segment.take(), Precision::F32)
             .ok();
         LoadedSnapshot {
             snapshot: self.collector.into_snapshot(head, tail),

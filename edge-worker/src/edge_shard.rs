@@ -248,7 +248,7 @@ impl ShardLoader {
     pub fn finish(self, head: SnapshotHead, tail: SnapshotTail) -> Result<EdgeShard, EdgeError> {
         let index = self
             .index
-            .finish(tail.index_segment.as_deref(), self.precision)
+            .finish(tail.index_segment, self.precision)
             .map_err(|e| EdgeError::untrusted(format!("the snapshot's index segment: {e}")))?;
         let mut replica = replica(self.key, self.shard, self.precision);
         replica

@@ -187,8 +187,9 @@ pub struct Body {
 }
 
 /// Bytes handed to the reader at a time: large enough that crossing into
-/// wasm costs nothing next to decoding them, small next to a snapshot.
-const FEED_BYTES: usize = 1 << 20;
+/// wasm costs nothing next to decoding them, small next to a snapshot (the
+/// piece and the stream's buffer are both transient heap).
+const FEED_BYTES: usize = 256 << 10;
 
 impl Body {
     /// The length the writer announced (its word, not yet verified).

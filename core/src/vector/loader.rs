@@ -75,10 +75,11 @@ impl IndexLoader {
     /// The index of the pushed records and the snapshot's sealed segment,
     /// stored at `precision`. The segment must match the metric and
     /// dimension; a point without its record is an error when the segment
-    /// shipped without vectors (they are the records').
+    /// shipped without vectors (they are the records'). The segment's
+    /// bytes are freed as soon as they are decoded.
     pub fn finish(
         self,
-        segment: Option<&[u8]>,
+        segment: Option<Vec<u8>>,
         precision: Precision,
     ) -> Result<ShardIndex, DecodeError> {
         let Some(bytes) = segment else {
@@ -92,7 +93,9 @@ impl IndexLoader {
             return Ok(index);
         };
         let mut decoder = SegmentDecoder::new(bytes.len())?;
-        decoder.push(bytes)?;
+        decoder.push(&bytes)?;
+        // Decoded: free the bytes before the index takes more memory.
+        drop(bytes);
         let head = decoder.head().ok_or(DecodeError::Truncated("head"))?;
         if head.metric() != self.metric || head.dim() != self.dim {
             return Err(DecodeError::Malformed(
@@ -261,7 +264,7 @@ mod tests {
         HnswSegment::build(Metric::Cosine, DIM, &points, BuildOptions::with_seed(9)).unwrap()
     }
 
-    fn load(records: &[(String, Vec<f32>, Value)], segment: Option<&[u8]>) -> ShardIndex {
+    fn load(records: &[(String, Vec<f32>, Value)], segment: Option<Vec<u8>>) -> ShardIndex {
         let mut loader = IndexLoader::new(Metric::Cosine, DIM, records.len());
         for (id, v, f) in records {
             loader.push(id, v, f.clone()).unwrap();
@@ -332,7 +335,7 @@ mod tests {
             .collect();
         let segment = segment(&sealed);
         let bytes = segment.to_bytes_without_vectors();
-        let loaded = load(&records, Some(&bytes));
+        let loaded = load(&records, Some(bytes));
         same(&loaded, &upserted(&records, Some(segment)));
         assert_eq!(loaded.fresh_len(), records.len() - sealed.len());
         for (id, v, _) in &records {
@@ -355,7 +358,7 @@ mod tests {
             test_data::queries(9, 1, DIM).remove(0),
             json!({}),
         ));
-        let loaded = load(&records, Some(&segment.to_bytes()));
+        let loaded = load(&records, Some(segment.to_bytes()));
         same(&loaded, &upserted(&records, Some(segment)));
         assert_eq!((loaded.fresh_len(), loaded.tombstone_count()), (2, 2));
     }
@@ -375,19 +378,19 @@ mod tests {
             loader.push(id, v, f.clone()).unwrap();
         }
         assert!(matches!(
-            loader.finish(Some(&bytes), Precision::F32),
+            loader.finish(Some(bytes.clone()), Precision::F32),
             Err(DecodeError::MissingVector(_))
         ));
         // Another metric or dimension.
         let loader = IndexLoader::new(Metric::L2, DIM, 0);
         assert!(matches!(
-            loader.finish(Some(&bytes), Precision::F32),
+            loader.finish(Some(bytes.clone()), Precision::F32),
             Err(DecodeError::Malformed(_))
         ));
         let loader = IndexLoader::new(Metric::Cosine, DIM, 0);
         assert!(
             loader
-                .finish(Some(&bytes[..bytes.len() - 1]), Precision::F32)
+                .finish(Some(bytes[..bytes.len() - 1].to_vec()), Precision::F32)
                 .is_err()
         );
     }

@@ -216,6 +216,16 @@ impl SegmentDecoder {
         self.received += chunk.len();
         while !chunk.is_empty() {
             match &mut self.state {
+                State::Head { flags, head_len }
+                    if self.buffer.len() == PREFIX_LEN && chunk.len() >= *head_len =>
+                {
+                    // The whole head is in this chunk: read it in place
+                    // rather than through a copy (megabytes for a large
+                    // graph, in a heap that never shrinks).
+                    let (flags, head_len) = (*flags, *head_len);
+                    self.take_head(flags, head_len, &chunk[..head_len])?;
+                    chunk = &chunk[head_len..];
+                }
                 State::Prefix | State::Head { .. } => {
                     let wanted = match self.state {
                         State::Head { head_len, .. } => PREFIX_LEN + head_len,
@@ -288,38 +298,46 @@ impl SegmentDecoder {
                 }
             }
             State::Head { flags, head_len } => {
-                let mut reader = Reader(&self.buffer[PREFIX_LEN..]);
-                let mut segment = read_head(&mut reader, flags)?;
-                if !reader.0.is_empty() {
-                    return Err(DecodeError::Malformed("bytes after the head"));
-                }
-                let expected = if flags & FLAG_F32 != 0 {
-                    segment.len() * segment.dim
-                } else {
-                    0
-                };
-                // `len × dim` fits: `read_head` bounded it by the head's size.
-                let total = expected
-                    .checked_mul(4)
-                    .and_then(|v| v.checked_add(PREFIX_LEN + head_len))
-                    .ok_or(DecodeError::Malformed("vector section size"))?;
-                if total != self.declared {
-                    return Err(DecodeError::LengthMismatch {
-                        declared: self.declared,
-                        actual: total,
-                    });
-                }
-                segment.vectors = Vec::with_capacity(expected);
-                self.buffer = Vec::new();
-                self.state = State::Vectors {
-                    segment: Box::new(segment),
-                    carry: Vec::new(),
-                    expected,
-                    from_records: flags & FLAG_F32_RECORDS != 0,
-                };
+                let buffer = std::mem::take(&mut self.buffer);
+                self.take_head(flags, head_len, &buffer[PREFIX_LEN..])?;
             }
             State::Vectors { .. } => {}
         }
+        Ok(())
+    }
+
+    /// Reads the head (`head_len` bytes after the prefix) and sets up the
+    /// vectors' allocation.
+    fn take_head(&mut self, flags: u16, head_len: usize, head: &[u8]) -> Result<(), DecodeError> {
+        let mut reader = Reader(head);
+        let mut segment = read_head(&mut reader, flags)?;
+        if !reader.0.is_empty() {
+            return Err(DecodeError::Malformed("bytes after the head"));
+        }
+        let expected = if flags & FLAG_F32 != 0 {
+            segment.len() * segment.dim
+        } else {
+            0
+        };
+        // `len × dim` fits: `read_head` bounded it by the head's size.
+        let total = expected
+            .checked_mul(4)
+            .and_then(|v| v.checked_add(PREFIX_LEN + head_len))
+            .ok_or(DecodeError::Malformed("vector section size"))?;
+        if total != self.declared {
+            return Err(DecodeError::LengthMismatch {
+                declared: self.declared,
+                actual: total,
+            });
+        }
+        segment.vectors = Vec::with_capacity(expected);
+        self.state = State::Vectors {
+            segment: Box::new(segment),
+            carry: Vec::new(),
+            expected,
+            from_records: flags & FLAG_F32_RECORDS != 0,
+        };
+        self.buffer = Vec::new();
         Ok(())
     }
 
