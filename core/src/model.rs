@@ -117,6 +117,14 @@ impl RecordId {
     }
 }
 
+/// Maps keyed by record id can be read with a plain `&str` (a search hit's
+/// id); the derived order is the string's, so lookups agree.
+impl std::borrow::Borrow<str> for RecordId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::fmt::Display for RecordId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -178,6 +178,11 @@ impl ReplicaShard {
         self.records.get(id)
     }
 
+    /// A live record's fields, by id as a string (a search hit's id).
+    pub fn fields(&self, id: &str) -> Option<&Fields> {
+        self.records.get(id).map(|r| &r.fields)
+    }
+
     /// Live records in id order.
     pub fn records(&self) -> impl Iterator<Item = (&RecordId, &ReplicaRecord)> {
         self.records.iter()

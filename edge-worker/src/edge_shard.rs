@@ -7,6 +7,11 @@
 //! [`IndexLoader`] keeps a record in the sealed graph only if its vector is
 //! its point's, so the index is right even when the writer sealed at an
 //! earlier offset than the snapshot's), and the replica takes the records.
+//!
+//! Fields live once, in the replica: the index holds `null` for them and
+//! its filters read the replica's ([`ShardIndex::search_with_fields`]). A
+//! record's fields as a map are a few hundred bytes; twice over 20k records
+//! was a tenth of the isolate's memory.
 
 use serde_json::Value;
 use tidemark_core::limits::Limits;
@@ -155,11 +160,10 @@ impl EdgeShard {
             for entry in new {
                 if entry.deleted {
                     self.index.delete(entry.id.as_str());
-                } else if let Err(e) = self.index.upsert(
-                    entry.id.as_str(),
-                    entry.vector.as_deref(),
-                    Value::Object(entry.fields.clone()),
-                ) {
+                } else if let Err(e) =
+                    self.index
+                        .upsert(entry.id.as_str(), entry.vector.as_deref(), Value::Null)
+                {
                     self.index.delete(entry.id.as_str());
                     bad = Some(format!("entry {} ({}): {e}", entry.offset, entry.id));
                 }
@@ -176,7 +180,8 @@ impl EdgeShard {
     }
 
     pub fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>, QueryError> {
-        self.index.search(query)
+        self.index
+            .search_with_fields(query, |id| self.replica.fields(id))
     }
 }
 
@@ -223,8 +228,9 @@ impl SnapshotSink for ShardLoader {
         vector: Option<&[f32]>,
     ) -> Result<(), DecodeError> {
         if let Some(vector) = vector {
+            // The index gets no fields: filters read the replica's.
             self.index
-                .push(id.as_str(), vector, Value::Object(fields.clone()))
+                .push(id.as_str(), vector, Value::Null)
                 .map_err(|e| DecodeError::Malformed(format!("record {id}: {e}")))?;
         }
         // Under int8-only precision the index drops the f32 vectors, so the

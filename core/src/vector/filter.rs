@@ -17,7 +17,7 @@
 //! of `gt`, `gte`, `lt`, `lte`. A missing field matches nothing.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use thiserror::Error;
 
 /// A predicate over a record's fields.
@@ -128,21 +128,33 @@ impl Filter {
         }
     }
 
-    /// Whether a record with these fields passes.
+    /// Whether a record with these fields (an object) passes.
     pub fn matches(&self, fields: &Value) -> bool {
+        self.matches_by(&|path| lookup(fields, path))
+    }
+
+    /// [`Self::matches`] for fields held as a map (a replica's records), so
+    /// that a host need not keep a second copy of them as a `Value`.
+    pub fn matches_fields(&self, fields: &Map<String, Value>) -> bool {
+        self.matches_by(&|path| lookup_in(fields, path))
+    }
+
+    /// The filter over a field lookup by path (`a.b` reads `b` inside `a`).
+    fn matches_by<'a>(&self, lookup: &dyn Fn(&str) -> Option<&'a Value>) -> bool {
         match self {
             Filter::Eq { field, value } => {
-                lookup(fields, field).is_some_and(|v| any_element(v, |x| same(x, value)))
+                lookup(field).is_some_and(|v| any_element(v, |x| same(x, value)))
             }
-            Filter::In { field, values } => lookup(fields, field)
-                .is_some_and(|v| any_element(v, |x| values.iter().any(|w| same(x, w)))),
+            Filter::In { field, values } => {
+                lookup(field).is_some_and(|v| any_element(v, |x| values.iter().any(|w| same(x, w))))
+            }
             Filter::Range {
                 field,
                 gt,
                 gte,
                 lt,
                 lte,
-            } => match lookup(fields, field).and_then(Value::as_f64) {
+            } => match lookup(field).and_then(Value::as_f64) {
                 Some(x) => {
                     gt.is_none_or(|b| x > b)
                         && gte.is_none_or(|b| x >= b)
@@ -151,9 +163,18 @@ impl Filter {
                 }
                 None => false,
             },
-            Filter::And(all) => all.iter().all(|f| f.matches(fields)),
+            Filter::And(all) => all.iter().all(|f| f.matches_by(lookup)),
         }
     }
+}
+
+fn lookup_in<'a>(fields: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    if let Some(direct) = fields.get(path) {
+        return Some(direct);
+    }
+    let mut keys = path.split('.');
+    let first = fields.get(keys.next()?)?;
+    keys.try_fold(first, |value, key| value.as_object()?.get(key))
 }
 
 fn lookup<'a>(fields: &'a Value, path: &str) -> Option<&'a Value> {
@@ -190,6 +211,11 @@ mod tests {
         let record =
             json!({"lang": "en", "year": 2021, "tags": ["rust", "wasm"], "meta": {"k": 1.0}});
         assert!(Filter::eq("lang", "en").matches(&record));
+        let map = record.as_object().unwrap();
+        assert!(Filter::eq("meta.k", 1).matches_fields(map));
+        assert!(Filter::eq("tags", "rust").matches_fields(map));
+        assert!(!Filter::eq("lang", "de").matches_fields(map));
+        assert!(!Filter::eq("meta.x", 1).matches_fields(map));
         assert!(!Filter::eq("lang", "de").matches(&record));
         assert!(Filter::eq("tags", "wasm").matches(&record));
         assert!(Filter::eq("meta.k", 1).matches(&record));

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::filter::Filter;
 use super::fresh_segment::FreshSegment;
@@ -299,16 +299,44 @@ impl ShardIndex {
         Ok(())
     }
 
-    /// Top-k of this shard, best first, ties by id.
+    /// Top-k of this shard, best first, ties by id; a filter reads the
+    /// fields the index was given.
     pub fn search(&self, query: &Query<'_>) -> Result<Vec<Hit>, QueryError> {
+        self.search_by(query, |_, fields| {
+            query.filter.is_none_or(|f: &Filter| f.matches(fields))
+        })
+    }
+
+    /// [`Self::search`] for a host that keeps the records' fields itself
+    /// and gave the index `Value::Null` for them (the edge: a replica's
+    /// fields held once, not twice): a filter reads `fields_of(id)`, and a
+    /// record it does not find passes no filter.
+    pub fn search_with_fields<'f>(
+        &self,
+        query: &Query<'_>,
+        fields_of: impl Fn(&str) -> Option<&'f Map<String, Value>>,
+    ) -> Result<Vec<Hit>, QueryError> {
+        self.search_by(query, |id, _| {
+            query
+                .filter
+                .is_none_or(|f: &Filter| fields_of(id).is_some_and(|m| f.matches_fields(m)))
+        })
+    }
+
+    /// Top-k over the records `matches(id, stored fields)` lets through.
+    fn search_by(
+        &self,
+        query: &Query<'_>,
+        matches: impl Fn(&str, &Value) -> bool,
+    ) -> Result<Vec<Hit>, QueryError> {
         query.validate(self.metric, self.dim)?;
         let prepared = self.metric.prepare(query.vector);
         let k = query.k;
-        let matches = |fields: &Value| query.filter.is_none_or(|f: &Filter| f.matches(fields));
         let mut hits: Vec<Hit> = Vec::with_capacity(2 * k);
         if let Some(sealed) = &self.sealed {
-            let accept =
-                |p: u32| !self.is_tombstoned(p) && matches(&self.sealed_fields[p as usize]);
+            let accept = |p: u32| {
+                !self.is_tombstoned(p) && matches(sealed.id(p), &self.sealed_fields[p as usize])
+            };
             let found = match query.mode {
                 Mode::Exact => sealed.scan(&prepared, k, accept),
                 Mode::Approximate { ef } => {
@@ -326,7 +354,7 @@ impl ShardIndex {
             hits.extend(found.into_iter().map(|s| hit(sealed.id(s.index), s)));
         }
         let fresh = self.fresh.search(self.metric, &prepared, k, |slot| {
-            matches(self.fresh.fields(slot))
+            matches(self.fresh.id(slot), self.fresh.fields(slot))
         });
         hits.extend(fresh.into_iter().map(|s| hit(self.fresh.id(s.index), s)));
         Ok(merge_top_k(k, [hits]))
@@ -505,6 +533,65 @@ mod tests {
                     .search(&Query::new(&q, 10).filter(&none))
                     .unwrap()
                     .is_empty()
+            );
+        }
+    }
+
+    /// An index given no fields, filtering through the host's, answers as
+    /// one holding them.
+    #[test]
+    fn filters_read_the_hosts_fields_as_the_indexs_own() {
+        let (index, model) = sealed_index(300);
+        let mut bare = ShardIndex::from_sealed(
+            index.sealed().unwrap().clone(),
+            model.keys().map(|id| (id.clone(), Value::Null)).collect(),
+        );
+        // Some fresh records too, also without fields.
+        for (id, (vector, _)) in model.iter().take(20) {
+            bare.upsert(
+                id,
+                Some(&vector.iter().map(|x| -x).collect::<Vec<_>>()),
+                Value::Null,
+            )
+            .unwrap();
+        }
+        let mut full = ShardIndex::from_sealed(
+            index.sealed().unwrap().clone(),
+            model
+                .iter()
+                .map(|(id, (_, f))| (id.clone(), f.clone()))
+                .collect(),
+        );
+        for (id, (vector, fields)) in model.iter().take(20) {
+            full.upsert(
+                id,
+                Some(&vector.iter().map(|x| -x).collect::<Vec<_>>()),
+                fields.clone(),
+            )
+            .unwrap();
+        }
+        let fields_of = |id: &str| model.get(id).and_then(|(_, f)| f.as_object());
+        let filters = [
+            Filter::range("n", Some(100.0), Some(180.0)),
+            Filter::one_of("tags", [json!("t3")]),
+            Filter::eq("parity", "neither"),
+        ];
+        for q in queries(15, 5, DIM) {
+            for filter in &filters {
+                for query in [
+                    Query::new(&q, 10).filter(filter),
+                    Query::new(&q, 10).exact().filter(filter),
+                ] {
+                    assert_eq!(
+                        bare.search_with_fields(&query, fields_of).unwrap(),
+                        full.search(&query).unwrap()
+                    );
+                }
+            }
+            let plain = Query::new(&q, 10);
+            assert_eq!(
+                bare.search_with_fields(&plain, |_| None).unwrap(),
+                full.search(&plain).unwrap()
             );
         }
     }
