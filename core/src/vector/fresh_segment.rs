@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::field_column::FieldColumn;
 use super::metric::Metric;
 use super::quantized::{self, QuantizedQuery, QuantizedVectors};
 use super::topk::Scored;
@@ -31,7 +32,7 @@ fn growth(len: usize) -> usize {
 pub struct FreshSegment {
     dim: usize,
     ids: Vec<String>,
-    fields: Vec<Value>,
+    fields: FieldColumn,
     /// `ids.len() × dim` prepared vectors.
     vectors: Vec<f32>,
     codes: QuantizedVectors,
@@ -49,7 +50,12 @@ impl FreshSegment {
 
     /// A segment of `ids.len()` records whose prepared vectors are `vectors`
     /// (`len × dim`, in the same order), taken as the segment's block.
-    pub fn from_rows(dim: usize, ids: Vec<String>, fields: Vec<Value>, vectors: Vec<f32>) -> Self {
+    pub(crate) fn from_rows(
+        dim: usize,
+        ids: Vec<String>,
+        fields: FieldColumn,
+        vectors: Vec<f32>,
+    ) -> Self {
         debug_assert_eq!(ids.len(), fields.len());
         debug_assert_eq!(ids.len() * dim, vectors.len());
         let codes = QuantizedVectors::from_rows(dim, &vectors);
@@ -109,7 +115,7 @@ impl FreshSegment {
                 let start = slot as usize * self.dim;
                 self.vectors[start..start + self.dim].copy_from_slice(vector);
                 self.codes.set(slot as usize, vector);
-                self.fields[slot as usize] = fields;
+                self.fields.set(slot as usize, fields);
             }
             None => {
                 if self.vectors.capacity() - self.vectors.len() < self.dim {
@@ -128,7 +134,7 @@ impl FreshSegment {
     pub fn set_fields(&mut self, id: &str, fields: Value) -> bool {
         match self.slots.get(id) {
             Some(&slot) => {
-                self.fields[slot as usize] = fields;
+                self.fields.set(slot as usize, fields);
                 true
             }
             None => false,
@@ -159,8 +165,8 @@ impl FreshSegment {
         self.ids
             .iter()
             .zip(self.vectors.chunks_exact(self.dim.max(1)))
-            .zip(&self.fields)
-            .map(|((id, v), f)| (id.as_str(), v, f))
+            .enumerate()
+            .map(|(slot, (id, v))| (id.as_str(), v, self.fields.get(slot)))
     }
 
     pub fn id(&self, slot: u32) -> &str {
@@ -168,7 +174,7 @@ impl FreshSegment {
     }
 
     pub fn fields(&self, slot: u32) -> &Value {
-        &self.fields[slot as usize]
+        self.fields.get(slot as usize)
     }
 
     /// Exact top-k among the slots `accept` lets through; `query` prepared.

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::field_column::FieldColumn;
 use super::fresh_segment::FreshSegment;
 use super::hnsw_segment::{HnswSegment, Precision};
 use super::metric::Metric;
@@ -34,7 +35,7 @@ pub struct IndexLoader {
     metric: Metric,
     dim: usize,
     ids: Vec<String>,
-    fields: Vec<Value>,
+    fields: FieldColumn,
     /// `ids.len() × dim` prepared vectors, in the order they were pushed.
     vectors: Vec<f32>,
 }
@@ -46,7 +47,11 @@ impl IndexLoader {
             metric,
             dim,
             ids: Vec::with_capacity(records),
-            fields: Vec::with_capacity(records),
+            fields: {
+                let mut fields = FieldColumn::default();
+                fields.reserve_exact(records);
+                fields
+            },
             vectors: Vec::with_capacity(records * dim),
         }
     }
@@ -140,24 +145,28 @@ impl IndexLoader {
 
         // Records the graph does not hold go to the fresh segment first,
         // while every row is still where it was pushed.
-        let rest = self.ids.len() - order.len();
+        let rows = self.ids.len();
+        let rest = rows - order.len();
         let mut fresh = FreshSegment::new(dim);
         fresh.reserve_exact(rest);
         for (row, _) in used.iter().enumerate().filter(|(_, used)| !**used) {
-            let fields = std::mem::take(&mut self.fields[row]);
+            let fields = self.fields.take(row);
             fresh.upsert(
                 &self.ids[row],
                 &self.vectors[row * dim..(row + 1) * dim],
                 fields,
             );
         }
+        // The ids are the segment's now (and the fresh segment's).
+        drop(std::mem::take(&mut self.ids));
 
         // Rows into graph order by swaps: `at[row]` is where a row's vector
         // is now, `holds[pos]` which row is at a position. Positions below
         // `point` are final, so the wanted row is always at or after it.
-        let mut at: Vec<u32> = (0..self.ids.len() as u32).collect();
+        let mut at: Vec<u32> = (0..rows as u32).collect();
         let mut holds = at.clone();
-        let mut sealed_fields = Vec::with_capacity(order.len());
+        let mut sealed_fields = FieldColumn::default();
+        sealed_fields.reserve_exact(order.len());
         for (point, &row) in order.iter().enumerate() {
             let from = at[row as usize] as usize;
             if from != point {
@@ -169,7 +178,7 @@ impl IndexLoader {
                 at[row as usize] = point as u32;
                 at[displaced as usize] = from as u32;
             }
-            sealed_fields.push(std::mem::take(&mut self.fields[row as usize]));
+            sealed_fields.push(self.fields.take(row as usize));
         }
         self.vectors.truncate(order.len() * dim);
         let mut segment = decoder.finish_with_block(self.vectors)?;
@@ -190,7 +199,7 @@ impl IndexLoader {
             .enumerate()
             .map(|(point, id)| (id.as_str(), point as u32))
             .collect();
-        let mut sealed_fields = vec![Value::Null; segment.len()];
+        let mut sealed_fields: Vec<Value> = vec![Value::Null; segment.len()];
         let mut live = vec![false; segment.len()];
         let mut fresh_rows = Vec::new();
         for (row, id) in self.ids.iter().enumerate() {
@@ -198,7 +207,7 @@ impl IndexLoader {
             match point_of.get(id.as_str()) {
                 Some(&point) if segment.vector(point) == Some(vector) => {
                     live[point as usize] = true;
-                    sealed_fields[point as usize] = std::mem::take(&mut self.fields[row]);
+                    sealed_fields[point as usize] = self.fields.take(row);
                 }
                 _ => fresh_rows.push(row),
             }
@@ -207,7 +216,7 @@ impl IndexLoader {
         let mut fresh = FreshSegment::new(dim);
         fresh.reserve_exact(fresh_rows.len());
         for row in fresh_rows {
-            let fields = std::mem::take(&mut self.fields[row]);
+            let fields = self.fields.take(row);
             fresh.upsert(
                 &self.ids[row],
                 &self.vectors[row * dim..(row + 1) * dim],
@@ -224,7 +233,7 @@ impl IndexLoader {
             .collect();
         segment.set_precision(precision);
         let mut index = ShardIndex::new(self.metric, dim);
-        index.install_sealed(segment, sealed_fields);
+        index.install_sealed(segment, sealed_fields.into_iter().collect());
         for id in &dead {
             index.delete(id);
         }

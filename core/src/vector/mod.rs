@@ -25,6 +25,7 @@
 //! - [`loader`]: a replica's index built from a streamed snapshot, each
 //!   vector copied once.
 
+mod field_column;
 pub mod filter;
 pub mod fresh_segment;
 pub mod hnsw_build;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use super::field_column::FieldColumn;
 use super::filter::Filter;
 use super::fresh_segment::FreshSegment;
 use super::hnsw_build::{BuildError, BuildOptions};
@@ -64,7 +65,7 @@ pub struct ShardIndex {
     dim: usize,
     sealed: Option<HnswSegment>,
     /// Materialized fields of each sealed point (graph order).
-    sealed_fields: Vec<Value>,
+    sealed_fields: FieldColumn,
     sealed_points: HashMap<String, u32>,
     /// One bit per sealed point: replaced or deleted since the seal.
     tombstones: Vec<u64>,
@@ -79,7 +80,7 @@ impl ShardIndex {
             metric,
             dim,
             sealed: None,
-            sealed_fields: Vec::new(),
+            sealed_fields: FieldColumn::default(),
             sealed_points: HashMap::new(),
             tombstones: Vec::new(),
             tombstone_count: 0,
@@ -108,7 +109,7 @@ impl ShardIndex {
 
     /// Makes `segment` the sealed segment, with its points' fields in graph
     /// order and no tombstones.
-    pub(crate) fn install_sealed(&mut self, segment: HnswSegment, fields: Vec<Value>) {
+    pub(crate) fn install_sealed(&mut self, segment: HnswSegment, fields: FieldColumn) {
         debug_assert_eq!(fields.len(), segment.len());
         self.sealed_fields = fields;
         self.sealed_points = segment
@@ -212,7 +213,7 @@ impl ShardIndex {
             && !self.is_tombstoned(point)
             && sealed.vector(point) == Some(prepared.as_slice())
         {
-            self.sealed_fields[point as usize] = fields;
+            self.sealed_fields.set(point as usize, fields);
             return Ok(());
         }
         self.bury(id);
@@ -279,7 +280,7 @@ impl ShardIndex {
                 let vector = sealed.vector(point).ok_or(ResealError::NoF32Vectors)?;
                 ids.push(sealed.id(point).to_string());
                 block.extend_from_slice(vector);
-                fields.push(self.sealed_fields[point as usize].clone());
+                fields.push(self.sealed_fields.get(point as usize).clone());
             }
         }
         for (id, vector, f) in self.fresh.records() {
@@ -335,7 +336,7 @@ impl ShardIndex {
         let mut hits: Vec<Hit> = Vec::with_capacity(2 * k);
         if let Some(sealed) = &self.sealed {
             let accept = |p: u32| {
-                !self.is_tombstoned(p) && matches(sealed.id(p), &self.sealed_fields[p as usize])
+                !self.is_tombstoned(p) && matches(sealed.id(p), self.sealed_fields.get(p as usize))
             };
             let found = match query.mode {
                 Mode::Exact => sealed.scan(&prepared, k, accept),
