@@ -29,7 +29,7 @@ use worker::Delay;
 use crate::config::Config;
 use crate::edge_shard::EdgeShard;
 use crate::error::{EdgeError, untrusted_decode};
-use crate::holder::{self, HeldCollection};
+use crate::holder::{self, HeldCollection, Loading};
 use crate::upstream::Upstream;
 
 /// Pause between catch-up attempts while a token is not yet satisfied.
@@ -131,8 +131,24 @@ impl Fresh<'_> {
         shard: ShardId,
         target: Offset,
     ) -> Result<(), EdgeError> {
-        if !self.loaded(shard) {
-            self.bootstrap(schema, shard).await?;
+        // One bootstrap per shard at a time: a second request (a search and
+        // a pushed invalidation arriving together at a fresh isolate) waits
+        // for the first rather than loading a second copy, which a 128 MB
+        // isolate may not have room for. If the first fails, the next
+        // waiter tries.
+        let mut waited = 0;
+        while !self.loaded(shard) {
+            if let Some(_loading) = Loading::begin(self.key, shard) {
+                self.bootstrap(schema, shard).await?;
+                break;
+            }
+            if waited >= LOAD_WAIT_MS {
+                return Err(EdgeError::unavailable(
+                    "another request is still loading this shard; try again",
+                ));
+            }
+            Delay::from(Duration::from_millis(LOAD_POLL_MS)).await;
+            waited += LOAD_POLL_MS;
         }
         let now = now_ms();
         let due = holder::with(|h| {
@@ -278,6 +294,11 @@ impl Fresh<'_> {
         Ok(())
     }
 }
+
+/// How often, and how long, a request waits for another's bootstrap of the
+/// same shard.
+const LOAD_POLL_MS: u64 = 5;
+const LOAD_WAIT_MS: u64 = 30_000;
 
 /// Log entries asked for at once: a range is read whole and decoded beside
 /// its frame, so its size is a transient cost on top of the replica (~3 MB

@@ -62,6 +62,11 @@ impl EdgeError {
         Self::new(503, "behind_consistency_token", message)
     }
 
+    /// Busy for now (another request is loading the shard); retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "unavailable", message)
+    }
+
     pub fn over_budget(message: impl Into<String>) -> Self {
         Self::new(507, "memory_budget_exceeded", message)
     }

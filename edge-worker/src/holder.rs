@@ -8,7 +8,7 @@
 //! access therefore goes through [`with`], which takes a closure.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tidemark_core::log::{Offset, Tidemark};
 use tidemark_core::model::{CollectionKey, CollectionSchema};
@@ -63,6 +63,8 @@ struct LentToken {
 pub struct Holder {
     pub collections: HashMap<CollectionKey, HeldCollection>,
     tokens: HashMap<String, LentToken>,
+    /// Shards a request is bootstrapping now: one load at a time per shard.
+    loading: HashSet<(CollectionKey, ShardId)>,
 }
 
 impl Holder {
@@ -118,6 +120,30 @@ impl Holder {
             }
             None => false,
         }
+    }
+}
+
+/// A shard's bootstrap in progress, from [`Loading::begin`] until dropped
+/// (also when the request that runs it is cancelled).
+pub struct Loading {
+    key: CollectionKey,
+    shard: ShardId,
+}
+
+impl Loading {
+    /// Claims the shard's bootstrap; `None` if another request runs it.
+    pub fn begin(key: &CollectionKey, shard: ShardId) -> Option<Self> {
+        with(|h| h.loading.insert((key.clone(), shard))).then(|| Self {
+            key: key.clone(),
+            shard,
+        })
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        let entry = (self.key.clone(), self.shard);
+        with(|h| h.loading.remove(&entry));
     }
 }
 
