@@ -34,11 +34,7 @@ use super::shard_index::{IngestError, ShardIndex};
 pub struct IndexLoader {
     metric: Metric,
     dim: usize,
-    /// Every id, one after another (`ends[row]` is where a row's ends): the
-    /// graph and the fresh segment keep their own, so these are transient,
-    /// and as strings of their own they would cost ~28 bytes each more.
-    ids: String,
-    ends: Vec<u32>,
+    ids: Vec<String>,
     fields: FieldColumn,
     /// `ids.len() × dim` prepared vectors, in the order they were pushed.
     vectors: Vec<f32>,
@@ -50,8 +46,7 @@ impl IndexLoader {
         Self {
             metric,
             dim,
-            ids: String::new(),
-            ends: Vec::with_capacity(records),
+            ids: Vec::with_capacity(records),
             fields: {
                 let mut fields = FieldColumn::default();
                 fields.reserve_exact(records);
@@ -62,16 +57,11 @@ impl IndexLoader {
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    fn id(&self, row: usize) -> &str {
-        let start = row.checked_sub(1).map_or(0, |r| self.ends[r] as usize);
-        &self.ids[start..self.ends[row] as usize]
+        self.ids.is_empty()
     }
 
     /// Adds a record with a vector (validated and prepared here, as
@@ -82,8 +72,7 @@ impl IndexLoader {
         }
         self.metric.validate(vector, self.dim)?;
         self.metric.prepare_into(vector, &mut self.vectors);
-        self.ids.push_str(id);
-        self.ends.push(self.ids.len() as u32);
+        self.ids.push(id.to_owned());
         self.fields.push(fields);
         Ok(())
     }
@@ -99,11 +88,10 @@ impl IndexLoader {
         precision: Precision,
     ) -> Result<ShardIndex, DecodeError> {
         let Some(bytes) = segment else {
-            let ids = (0..self.len()).map(|row| self.id(row).to_owned()).collect();
             let mut index = ShardIndex::new(self.metric, self.dim);
             index.set_fresh(FreshSegment::from_rows(
                 self.dim,
-                ids,
+                self.ids,
                 self.fields,
                 self.vectors,
             ));
@@ -134,12 +122,15 @@ impl IndexLoader {
         precision: Precision,
     ) -> Result<ShardIndex, DecodeError> {
         let dim = self.dim;
-        let row_of: HashMap<&str, u32> = (0..self.len())
-            .map(|row| (self.id(row), row as u32))
+        let row_of: HashMap<&str, u32> = self
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(row, id)| (id.as_str(), row as u32))
             .collect();
         let points = decoder.head().map_or(&[][..], HnswSegment::ids);
         let mut order = Vec::with_capacity(points.len());
-        let mut used = vec![false; self.len()];
+        let mut used = vec![false; self.ids.len()];
         for id in points {
             match row_of.get(id.as_str()) {
                 Some(&row) if !used[row as usize] => {
@@ -154,21 +145,20 @@ impl IndexLoader {
 
         // Records the graph does not hold go to the fresh segment first,
         // while every row is still where it was pushed.
-        let rows = self.len();
+        let rows = self.ids.len();
         let rest = rows - order.len();
         let mut fresh = FreshSegment::new(dim);
         fresh.reserve_exact(rest);
         for (row, _) in used.iter().enumerate().filter(|(_, used)| !**used) {
             let fields = self.fields.take(row);
             fresh.upsert(
-                self.id(row),
+                &self.ids[row],
                 &self.vectors[row * dim..(row + 1) * dim],
                 fields,
             );
         }
         // The ids are the segment's now (and the fresh segment's).
         drop(std::mem::take(&mut self.ids));
-        drop(std::mem::take(&mut self.ends));
 
         // Rows into graph order by swaps: `at[row]` is where a row's vector
         // is now, `holds[pos]` which row is at a position. Positions below
@@ -212,11 +202,10 @@ impl IndexLoader {
         let mut sealed_fields: Vec<Value> = vec![Value::Null; segment.len()];
         let mut live = vec![false; segment.len()];
         let mut fresh_rows = Vec::new();
-        for row in 0..self.len() {
-            let point = point_of.get(self.id(row)).copied();
+        for (row, id) in self.ids.iter().enumerate() {
             let vector = &self.vectors[row * dim..(row + 1) * dim];
-            match point {
-                Some(point) if segment.vector(point) == Some(vector) => {
+            match point_of.get(id.as_str()) {
+                Some(&point) if segment.vector(point) == Some(vector) => {
                     live[point as usize] = true;
                     sealed_fields[point as usize] = self.fields.take(row);
                 }
@@ -229,7 +218,7 @@ impl IndexLoader {
         for row in fresh_rows {
             let fields = self.fields.take(row);
             fresh.upsert(
-                self.id(row),
+                &self.ids[row],
                 &self.vectors[row * dim..(row + 1) * dim],
                 fields,
             );
