@@ -110,20 +110,24 @@ enum Stage {
         left: usize,
     },
     DocsLen,
-    Docs {
-        left: usize,
-    },
     SegmentTag,
     SegmentLen,
-    Segment {
-        left: usize,
-    },
     /// The signature's option tag and length.
     SignatureLen,
-    Signature {
+    /// `left` more bytes of a length-prefixed section, copied as they come.
+    Blob {
+        section: Section,
         left: usize,
     },
     Done,
+}
+
+/// The byte strings the stream copies whole rather than parses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Section {
+    Docs,
+    Segment,
+    Signature,
 }
 
 /// A snapshot frame being read; see the module docs.
@@ -234,7 +238,13 @@ impl SnapshotStream {
         }
         let in_body = !matches!(
             self.stage,
-            Stage::Envelope | Stage::SignatureLen | Stage::Signature { .. } | Stage::Done
+            Stage::Envelope
+                | Stage::SignatureLen
+                | Stage::Blob {
+                    section: Section::Signature,
+                    ..
+                }
+                | Stage::Done
         );
         let n = if in_body {
             if self.body_left == 0 {
@@ -256,26 +266,16 @@ impl SnapshotStream {
                 body.extend_from_slice(taken);
             }
         }
-        match &mut self.stage {
-            Stage::Docs { left } => {
-                let m = n.min(*left);
-                *left -= m;
-                if self.keep_docs {
-                    self.docs.extend_from_slice(&taken[..m]);
+        match self.stage {
+            Stage::Blob { section, left } => {
+                let m = n.min(left);
+                self.stage = Stage::Blob {
+                    section,
+                    left: left - m,
+                };
+                if let Some(blob) = self.blob(section) {
+                    blob.extend_from_slice(&taken[..m]);
                 }
-                self.buf.extend_from_slice(&taken[m..]);
-            }
-            Stage::Segment { left } => {
-                let m = n.min(*left);
-                *left -= m;
-                let segment = self.segment.get_or_insert_with(Vec::new);
-                segment.extend_from_slice(&taken[..m]);
-                self.buf.extend_from_slice(&taken[m..]);
-            }
-            Stage::Signature { left } => {
-                let m = n.min(*left);
-                *left -= m;
-                self.signature.extend_from_slice(&taken[..m]);
                 self.buf.extend_from_slice(&taken[m..]);
             }
             _ => self.buf.extend_from_slice(taken),
@@ -399,21 +399,10 @@ impl SnapshotStream {
                 if self.keep_docs {
                     self.docs.reserve_exact(len);
                 }
-                self.stage = Stage::Docs { left: len };
-                Ok(true)
-            }
-            Stage::Docs { left } => {
-                let m = left.min(self.buf.len() - self.pos);
-                if self.keep_docs {
-                    self.docs
-                        .extend_from_slice(&self.buf[self.pos..self.pos + m]);
-                }
-                self.consume(m);
-                if left > m {
-                    self.stage = Stage::Docs { left: left - m };
-                    return self.need_body("the documents").map(|_| m > 0);
-                }
-                self.stage = Stage::SegmentTag;
+                self.stage = Stage::Blob {
+                    section: Section::Docs,
+                    left: len,
+                };
                 Ok(true)
             }
             Stage::SegmentTag => {
@@ -438,20 +427,10 @@ impl SnapshotStream {
                 let len = self.blob_len(len, "the index segment")?;
                 self.consume(used);
                 self.segment = Some(Vec::with_capacity(len));
-                self.stage = Stage::Segment { left: len };
-                Ok(true)
-            }
-            Stage::Segment { left } => {
-                let m = left.min(self.buf.len() - self.pos);
-                let segment = self.segment.get_or_insert_with(Vec::new);
-                segment.extend_from_slice(&self.buf[self.pos..self.pos + m]);
-                self.consume(m);
-                if left > m {
-                    self.stage = Stage::Segment { left: left - m };
-                    return self.need_body("the index segment").map(|_| m > 0);
-                }
-                self.end_body()?;
-                self.stage = Stage::SignatureLen;
+                self.stage = Stage::Blob {
+                    section: Section::Segment,
+                    left: len,
+                };
                 Ok(true)
             }
             Stage::SignatureLen => {
@@ -471,25 +450,55 @@ impl SnapshotStream {
                     return Err(DecodeError::BadSignature);
                 }
                 self.consume(used + more);
-                self.stage = Stage::Signature { left: 64 };
+                self.stage = Stage::Blob {
+                    section: Section::Signature,
+                    left: 64,
+                };
                 Ok(true)
             }
-            Stage::Signature { left } => {
+            Stage::Blob { section, left } => {
                 let m = left.min(self.buf.len() - self.pos);
-                self.signature
-                    .extend_from_slice(&self.buf[self.pos..self.pos + m]);
+                // `blob` borrows `self` whole: move `buf` out while copying.
+                let (buf, pos) = (std::mem::take(&mut self.buf), self.pos);
+                if let Some(blob) = self.blob(section) {
+                    blob.extend_from_slice(&buf[pos..pos + m]);
+                }
+                self.buf = buf;
                 self.consume(m);
                 if left > m {
-                    self.stage = Stage::Signature { left: left - m };
-                    return Ok(m > 0);
+                    self.stage = Stage::Blob {
+                        section,
+                        left: left - m,
+                    };
+                    return match section {
+                        Section::Signature => Ok(m > 0),
+                        Section::Docs => self.need_body("the documents").map(|_| m > 0),
+                        Section::Segment => self.need_body("the index segment").map(|_| m > 0),
+                    };
                 }
-                self.stage = Stage::Done;
+                self.stage = match section {
+                    Section::Docs => Stage::SegmentTag,
+                    Section::Segment => {
+                        self.end_body()?;
+                        Stage::SignatureLen
+                    }
+                    Section::Signature => Stage::Done,
+                };
                 Ok(true)
             }
             Stage::Done => match self.buf.len() - self.pos {
                 0 => Ok(false),
                 count => Err(DecodeError::TrailingBytes { count }),
             },
+        }
+    }
+
+    /// Where a section's bytes go; `None` for documents the sink skips.
+    fn blob(&mut self, section: Section) -> Option<&mut Vec<u8>> {
+        match section {
+            Section::Docs => self.keep_docs.then_some(&mut self.docs),
+            Section::Segment => Some(self.segment.get_or_insert_with(Vec::new)),
+            Section::Signature => Some(&mut self.signature),
         }
     }
 
