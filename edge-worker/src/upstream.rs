@@ -212,17 +212,7 @@ impl Body {
     ) -> Result<(), EdgeError> {
         let limit = Limits::default().max_frame_bytes;
         if let Some(length) = self.length() {
-            if length > limit {
-                return Err(too_long(limit));
-            }
-            let response: worker::web_sys::Response = self.response.into();
-            let buffer = response
-                .array_buffer()
-                .map_err(|e| reading(format!("{e:?}")))?;
-            let buffer = JsFuture::from(buffer)
-                .await
-                .map_err(|e| reading(format!("{e:?}")))?;
-            let body = Uint8Array::new(&buffer);
+            let body = read_native(self.response, length).await?;
             let total = body.length() as usize;
             let mut piece = vec![0; FEED_BYTES.min(total)];
             let mut at = 0;
@@ -247,6 +237,23 @@ impl Body {
         }
         Ok(())
     }
+}
+
+/// Reads a body of announced `length` natively, in one call, outside the
+/// wasm heap; a length above the frame limit is refused before reading.
+async fn read_native(response: Response, length: usize) -> Result<Uint8Array, EdgeError> {
+    let limit = Limits::default().max_frame_bytes;
+    if length > limit {
+        return Err(too_long(limit));
+    }
+    let response: worker::web_sys::Response = response.into();
+    let buffer = response
+        .array_buffer()
+        .map_err(|e| reading(format!("{e:?}")))?;
+    let buffer = JsFuture::from(buffer)
+        .await
+        .map_err(|e| reading(format!("{e:?}")))?;
+    Ok(Uint8Array::new(&buffer))
 }
 
 fn reading(e: String) -> EdgeError {
@@ -282,17 +289,7 @@ fn content_length(response: &Response) -> Option<usize> {
 async fn read_body(mut response: Response) -> Result<Vec<u8>, EdgeError> {
     let limit = Limits::default().max_frame_bytes;
     if let Some(length) = content_length(&response) {
-        if length > limit {
-            return Err(too_long(limit));
-        }
-        let response: worker::web_sys::Response = response.into();
-        let buffer = response
-            .array_buffer()
-            .map_err(|e| reading(format!("{e:?}")))?;
-        let buffer = JsFuture::from(buffer)
-            .await
-            .map_err(|e| reading(format!("{e:?}")))?;
-        return Ok(Uint8Array::new(&buffer).to_vec());
+        return Ok(read_native(response, length).await?.to_vec());
     }
     let Ok(mut stream) = response.stream() else {
         // Not a stream (an empty or in-memory body): nothing to grow.
