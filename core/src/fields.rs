@@ -17,8 +17,14 @@
 //! Automerge values JSON has no name for become numbers (counters,
 //! timestamps), strings (text objects), arrays of bytes, or null.
 
+use std::num::NonZeroU64;
+
+use automerge::legacy::{self, ElementId, Key, ObjectId, OpId, OpType, SortedVec};
 use automerge::transaction::Transactable;
-use automerge::{Automerge, AutomergeError, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, hydrate};
+use automerge::{
+    ActorId, Automerge, AutomergeError, Change, ExpandedChange, ObjId, ObjType, ROOT, ReadDoc,
+    ScalarValue, hydrate,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value};
 
@@ -248,6 +254,107 @@ fn fill_list<T: Transactable>(
     Ok(())
 }
 
+/// The change that puts `fields` into an empty document, by `actor` at
+/// `time_ms`: byte for byte what [`write_edit`] of a [`JsonEdit::Put`] makes
+/// in a transaction on a new document (the tests hold the two equal), but
+/// encoded straight from the JSON. `None` for no fields, which is no change.
+///
+/// Creating a record is the common write (an import, an agent's new memory),
+/// and going through a document costs building and dropping a whole
+/// Automerge op set: about 35 µs and 17 KB of short-lived allocations for
+/// three fields, against 2 µs here. The ops are the transaction's, in its
+/// order: each key of `fields` in turn, a nested object or list as a `make`
+/// followed by its contents (depth first), list items inserted each after
+/// the previous one, no predecessors (nothing is overwritten), op counters
+/// from 1 in a first change (seq 1, no dependencies).
+pub fn first_change(fields: &Fields, actor: &ActorId, time_ms: i64) -> Option<Vec<u8>> {
+    if fields.is_empty() {
+        return None;
+    }
+    let mut ops = FirstChangeOps {
+        actor,
+        ops: Vec::with_capacity(fields.len()),
+    };
+    for (key, value) in fields {
+        ops.put(ObjectId::Root, Key::Map(key.as_str().into()), false, value);
+    }
+    let change = Change::from(ExpandedChange {
+        operations: ops.ops,
+        actor_id: actor.clone(),
+        hash: None,
+        seq: 1,
+        start_op: NonZeroU64::MIN,
+        time: time_ms,
+        message: None,
+        deps: Vec::new(),
+        extra_bytes: Vec::new(),
+        author: None,
+    });
+    Some(change.raw_bytes().to_vec())
+}
+
+/// The ops of [`first_change`], numbered as they are pushed.
+struct FirstChangeOps<'a> {
+    actor: &'a ActorId,
+    ops: Vec<legacy::Op>,
+}
+
+impl FirstChangeOps<'_> {
+    /// Pushes the op(s) that write `value` at `key` of `obj` and returns the
+    /// id of the first (the object's id for a `make`, the element's in a list).
+    fn put(&mut self, obj: ObjectId, key: Key, insert: bool, value: &Value) -> OpId {
+        let id = OpId(self.ops.len() as u64 + 1, self.actor.clone());
+        let action = match value {
+            Value::Object(_) => OpType::Make(ObjType::Map),
+            Value::Array(_) => OpType::Make(ObjType::List),
+            scalar => OpType::Put(json_scalar(scalar)),
+        };
+        self.ops.push(legacy::Op {
+            action,
+            obj,
+            key,
+            pred: SortedVec::new(),
+            insert,
+        });
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    let key = Key::Map(key.as_str().into());
+                    self.put(ObjectId::Id(id.clone()), key, false, value);
+                }
+            }
+            Value::Array(items) => {
+                let mut previous = ElementId::Head;
+                for item in items {
+                    let key = Key::Seq(previous);
+                    previous = ElementId::Id(self.put(ObjectId::Id(id.clone()), key, true, item));
+                }
+            }
+            _ => {}
+        }
+        id
+    }
+}
+
+/// `fields` as [`materialize`] returns them once written to a document:
+/// the same values with the keys of every object in sorted order.
+pub fn materialized(fields: &Fields) -> Fields {
+    let mut entries: Vec<(&String, &Value)> = fields.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+        .into_iter()
+        .map(|(key, value)| (key.clone(), materialized_value(value)))
+        .collect()
+}
+
+fn materialized_value(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(materialized(map)),
+        Value::Array(items) => Value::Array(items.iter().map(materialized_value).collect()),
+        scalar => scalar.clone(),
+    }
+}
+
 fn json_scalar(value: &Value) -> ScalarValue {
     match value {
         Value::Bool(b) => ScalarValue::Boolean(*b),
@@ -270,6 +377,7 @@ fn json_scalar(value: &Value) -> ScalarValue {
 mod tests {
     use super::*;
     use automerge::transaction::CommitOptions;
+    use proptest::prelude::*;
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -330,6 +438,51 @@ mod tests {
         edit(&mut doc, JsonEdit::Put(obj(json!({"b": 2}))));
         assert!(!is_deleted(&doc));
         assert_eq!(materialize(&doc), obj(json!({"b": 2})));
+    }
+
+    /// JSON values of every kind the API takes, nested a few levels.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e12f64..1e12).prop_map(Value::from),
+            "[a-z0-9 é]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-z]{0,6}", inner), 0..4)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn json_fields() -> impl Strategy<Value = Fields> {
+        prop::collection::vec(("[a-zA-Z_][a-z0-9]{0,8}", json_value()), 0..6)
+            .prop_map(|entries| entries.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn first_change_is_the_transactions_change(fields in json_fields(), time in any::<i64>()) {
+            let actor = ActorId::from(&[9u8; 16][..]);
+            let mut doc = Automerge::new();
+            doc.set_actor(actor.clone());
+            let mut tx = doc.transaction();
+            write_edit(&mut tx, &Fields::new(), false, &JsonEdit::Put(fields.clone())).unwrap();
+            let (hash, _) = tx.commit_with(CommitOptions::default().with_time(time));
+            let expected = hash.map(|h| doc.get_change_by_hash(&h).unwrap().raw_bytes().to_vec());
+            prop_assert_eq!(first_change(&fields, &actor, time), expected);
+            let state = materialize(&doc);
+            prop_assert_eq!(&materialized(&fields), &state);
+            // Equal as JSON text too: the key order is the document's.
+            prop_assert_eq!(
+                serde_json::to_string(&materialized(&fields)).unwrap(),
+                serde_json::to_string(&state).unwrap()
+            );
+        }
     }
 
     #[test]

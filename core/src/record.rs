@@ -28,8 +28,8 @@ use crate::fields::{self, JsonEdit};
 use crate::limits::{LimitError, Limits, check};
 use crate::model::Fields;
 
-/// What a record looks like to a reader.
-#[derive(Clone, Debug, PartialEq)]
+/// What a record looks like to a reader (by default, a record never written).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RecordState {
     /// The fields; empty when the record is deleted.
     pub fields: Fields,
@@ -109,6 +109,13 @@ impl RecordDoc {
         check(bytes.len(), limits.max_doc_bytes, |actual, limit| {
             LimitError::DocTooLarge { actual, limit }
         })?;
+        Self::load_own(bytes)
+    }
+
+    /// [`RecordDoc::load`] of bytes this process wrote itself (the writer's
+    /// stored documents), which no size limit applies to: a record may grow
+    /// past [`Limits::max_doc_bytes`] one accepted change at a time.
+    pub(crate) fn load_own(bytes: &[u8]) -> Result<Self, LoadError> {
         let doc = Automerge::load(bytes).map_err(|e| LoadError::Malformed(e.to_string()))?;
         let applied = doc
             .get_changes_meta(&[])
@@ -122,11 +129,14 @@ impl RecordDoc {
         })
     }
 
-    /// Checks, without loading it, that `bytes` is one whole saved document
-    /// within the limits: the chunk header (magic, type, length) that
-    /// [`RecordDoc::save`] writes, and nothing after it. Loading it parses
-    /// the columns; this is what a replica that loads documents only when
-    /// they are edited checks up front.
+    /// Checks, without loading it, that `bytes` is one whole Automerge
+    /// chunk within the limits that [`RecordDoc::load`] reads: a saved
+    /// document ([`RecordDoc::save`]) or a single change (how the writer
+    /// keeps a record that one change created; see
+    /// [`crate::fields::first_change`]). The chunk header (magic, type,
+    /// length) is checked, and that nothing follows it. Loading parses the
+    /// columns; this is what a replica that loads documents only when they
+    /// are edited checks up front.
     pub fn check_saved(bytes: &[u8], limits: &Limits) -> Result<(), LoadError> {
         check(bytes.len(), limits.max_doc_bytes, |actual, limit| {
             LimitError::DocTooLarge { actual, limit }
@@ -134,14 +144,15 @@ impl RecordDoc {
         // Automerge's chunk: magic (4 bytes), checksum (4), type (1), then
         // the length of the rest as unsigned LEB128.
         const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-        const DOCUMENT_CHUNK: u8 = 0;
+        // Chunk types: document, change, compressed change.
+        const LOADABLE_CHUNKS: [u8; 3] = [0, 1, 2];
         let malformed = |why: &str| LoadError::Malformed(why.to_owned());
         let header = bytes.get(..9).ok_or_else(|| malformed("too short"))?;
         if header[..4] != MAGIC {
             return Err(malformed("no Automerge magic bytes"));
         }
-        if header[8] != DOCUMENT_CHUNK {
-            return Err(malformed("not a document chunk"));
+        if !LOADABLE_CHUNKS.contains(&header[8]) {
+            return Err(malformed("not a document or change chunk"));
         }
         let mut length: u64 = 0;
         let mut rest = &bytes[9..];
@@ -471,9 +482,16 @@ mod tests {
         let mut longer = saved.clone();
         longer.push(0);
         assert!(RecordDoc::check_saved(&longer, &limits).is_err());
+        // A record that one change created is kept as that change.
         let change = doc.changes().remove(0);
+        assert_eq!(RecordDoc::check_saved(&change, &limits), Ok(()));
+        let loaded = RecordDoc::load(&change, &limits).unwrap();
+        assert_eq!(loaded.state(), doc.state());
+        assert_eq!(loaded.heads(), doc.heads());
+        let mut bundle = change.clone();
+        bundle[8] = 3;
         assert!(matches!(
-            RecordDoc::check_saved(&change, &limits),
+            RecordDoc::check_saved(&bundle, &limits),
             Err(LoadError::Malformed(_))
         ));
         let small = Limits {

@@ -25,11 +25,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::codec;
-use crate::fields::JsonEdit;
+use crate::fields::{self, JsonEdit};
 use crate::limits::{LimitError, Limits, check};
 use crate::log::{ConsistencyToken, LogEntry, Offset};
 use crate::model::{CollectionKey, CollectionSchema, Fields, NameError, RecordId};
-use crate::record::{ApplyOutcome, ChangeError, EditError, RecordDoc, RecordState};
+use crate::record::{ApplyOutcome, ChangeError, EditError, LoadError, RecordDoc, RecordState};
 use crate::shard::{ShardCount, ShardId};
 use crate::snapshot::{DocsSection, Snapshot, SnapshotRecord};
 use crate::vector::VectorError;
@@ -197,6 +197,10 @@ pub enum WriteError {
     /// The client must first send the changes this one builds on.
     #[error("record {id}: a change depends on changes the writer does not have")]
     MissingDependencies { id: RecordId },
+    /// The record's stored document does not load (a bug or corruption; the
+    /// write is refused and nothing changes).
+    #[error("record {id}: its stored document does not load: {error}")]
+    StoredDocument { id: RecordId, error: LoadError },
 }
 
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -224,10 +228,27 @@ pub struct WriteOutcome {
     pub token: ConsistencyToken,
 }
 
+/// A record as the writer keeps it: its document as bytes rather than as a
+/// live Automerge document, which holds about 17 KB of op-set structures
+/// for a record of three fields (a shard of a million records could not),
+/// and the state that document materializes to, cached beside them. An edit
+/// of an existing record loads the document for as long as the batch needs it.
 #[derive(Clone, Debug)]
 struct WriterRecord {
-    doc: RecordDoc,
+    /// One Automerge chunk ([`RecordDoc::check_saved`]): the change that
+    /// created the record, or the saved document once it has more.
+    doc: Vec<u8>,
+    state: RecordState,
     vector: Option<Vec<f32>>,
+}
+
+impl WriterRecord {
+    fn load(&self, id: &RecordId) -> Result<RecordDoc, WriteError> {
+        RecordDoc::load_own(&self.doc).map_err(|error| WriteError::StoredDocument {
+            id: id.clone(),
+            error,
+        })
+    }
 }
 
 /// One shard of one collection, as the writer holds it.
@@ -244,7 +265,12 @@ pub struct WriterShard {
 /// A record being changed by the current batch.
 struct Staged {
     id: RecordId,
-    doc: RecordDoc,
+    /// The document, once an op of the batch needed it: loaded from the
+    /// record's bytes, or new.
+    doc: Option<RecordDoc>,
+    /// A new record's first change and its state, when a put created it
+    /// without a document ([`fields::first_change`]).
+    created: Option<(Vec<u8>, RecordState)>,
     vector: Option<Vec<f32>>,
     changes: Vec<Vec<u8>>,
 }
@@ -286,18 +312,34 @@ impl WriterShard {
                     snapshot.shard,
                 ));
             }
-            let vectors: HashMap<&RecordId, &Option<Vec<f32>>> = snapshot
-                .records
-                .iter()
-                .map(|r| (&r.id, &r.vector))
-                .collect();
+            // The documents stay bytes; each record's state is the one the
+            // snapshot recorded (a document without a live record is deleted).
+            let live: HashMap<&RecordId, &SnapshotRecord> =
+                snapshot.records.iter().map(|r| (&r.id, r)).collect();
             for (id, doc) in snapshot
                 .docs
-                .decode(&writer.limits)
+                .decode_saved(&writer.limits)
                 .map_err(RestoreError::Docs)?
             {
-                let vector = vectors.get(&id).and_then(|v| (*v).clone());
-                writer.records.insert(id, WriterRecord { doc, vector });
+                let record = match live.get(&id) {
+                    Some(live) => WriterRecord {
+                        doc,
+                        state: RecordState {
+                            fields: live.fields.clone(),
+                            deleted: false,
+                        },
+                        vector: live.vector.clone(),
+                    },
+                    None => WriterRecord {
+                        doc,
+                        state: RecordState {
+                            fields: Fields::new(),
+                            deleted: true,
+                        },
+                        vector: None,
+                    },
+                };
+                writer.records.insert(id, record);
             }
             writer.head = snapshot.offset;
         }
@@ -311,29 +353,51 @@ impl WriterShard {
                     found: entry.offset,
                 });
             }
-            let record = writer
-                .records
-                .entry(entry.id.clone())
-                .or_insert_with(|| WriterRecord {
-                    doc: RecordDoc::new(),
-                    vector: None,
-                });
-            for change in &entry.changes {
-                record
-                    .doc
-                    .apply(change, &writer.limits)
-                    .map_err(|error| RestoreError::Change {
-                        offset: entry.offset,
-                        error,
-                    })?;
-            }
-            let state = record.doc.state();
+            let diverged = RestoreError::Diverged {
+                offset: entry.offset,
+            };
+            let existing = writer.records.remove(&entry.id);
+            let (doc, state) = match (existing, entry.changes.as_slice()) {
+                // A vector-only entry: the document is as it was.
+                (Some(record), []) => (record.doc, record.state),
+                (None, []) => (RecordDoc::new().save(), RecordState::default()),
+                (existing, changes) => {
+                    let mut doc = match &existing {
+                        Some(record) => RecordDoc::load_own(&record.doc).map_err(|_| {
+                            RestoreError::Diverged {
+                                offset: entry.offset,
+                            }
+                        })?,
+                        None => RecordDoc::new(),
+                    };
+                    for change in changes {
+                        doc.apply(change, &writer.limits).map_err(|error| {
+                            RestoreError::Change {
+                                offset: entry.offset,
+                                error,
+                            }
+                        })?;
+                    }
+                    let state = doc.state();
+                    // A record one change created is kept as that change.
+                    let bytes = match (existing, changes) {
+                        (None, [only]) => only.clone(),
+                        _ => doc.save(),
+                    };
+                    (bytes, state)
+                }
+            };
             if state.fields != entry.fields || state.deleted != entry.deleted {
-                return Err(RestoreError::Diverged {
-                    offset: entry.offset,
-                });
+                return Err(diverged);
             }
-            record.vector = entry.vector.clone();
+            writer.records.insert(
+                entry.id.clone(),
+                WriterRecord {
+                    doc,
+                    state,
+                    vector: entry.vector.clone(),
+                },
+            );
             writer.head = entry.offset.next();
         }
         Ok(writer)
@@ -360,26 +424,25 @@ impl WriterShard {
     pub fn record(&self, id: &RecordId) -> Option<(RecordState, Option<&[f32]>)> {
         self.records
             .get(id)
-            .map(|r| (r.doc.state(), r.vector.as_deref()))
+            .map(|r| (r.state.clone(), r.vector.as_deref()))
     }
 
-    /// A record's document (to build a change against, or to serve a client
-    /// that merges).
-    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
-        self.records.get(id).map(|r| &r.doc)
+    /// A record's document, loaded (to build a change against, or to serve
+    /// a client that merges); `None` if the record does not exist or its
+    /// stored document does not load.
+    pub fn doc(&self, id: &RecordId) -> Option<RecordDoc> {
+        self.records.get(id)?.load(id).ok()
     }
 
     /// Live records: `(id, fields, vector)`, sorted by id.
     pub fn live_records(&self) -> Vec<SnapshotRecord> {
         self.records
             .iter()
-            .filter_map(|(id, record)| {
-                let state = record.doc.state();
-                (!state.deleted).then(|| SnapshotRecord {
-                    id: id.clone(),
-                    fields: state.fields,
-                    vector: record.vector.clone(),
-                })
+            .filter(|(_, record)| !record.state.deleted)
+            .map(|(id, record)| SnapshotRecord {
+                id: id.clone(),
+                fields: record.state.fields.clone(),
+                vector: record.vector.clone(),
             })
             .collect()
     }
@@ -391,7 +454,7 @@ impl WriterShard {
             shard: self.shard,
             offset: self.head,
             records: self.live_records(),
-            docs: DocsSection::encode(self.records.iter().map(|(id, r)| (id, r.doc.save()))),
+            docs: DocsSection::encode(self.records.iter().map(|(id, r)| (id, r.doc.clone()))),
             index_segment,
         }
     }
@@ -428,11 +491,11 @@ impl WriterShard {
         let mut index: HashMap<RecordId, usize> = HashMap::new();
         for op in &batch.ops {
             let slot = *index.entry(op.id.clone()).or_insert_with(|| {
-                let current = self.records.get(&op.id);
                 staged.push(Staged {
                     id: op.id.clone(),
-                    doc: current.map(|r| r.doc.clone()).unwrap_or_default(),
-                    vector: current.and_then(|r| r.vector.clone()),
+                    doc: None,
+                    created: None,
+                    vector: self.records.get(&op.id).and_then(|r| r.vector.clone()),
                     changes: Vec::new(),
                 });
                 staged.len() - 1
@@ -443,12 +506,30 @@ impl WriterShard {
         let mut entries = Vec::new();
         let mut commits = Vec::new();
         for record in staged {
-            if record.doc.pending_len() > 0 {
-                return Err(WriteError::MissingDependencies { id: record.id });
-            }
-            let state = record.doc.state();
+            let current = self.records.get(&record.id);
+            let (doc, state) = match (record.doc, record.created) {
+                (Some(doc), _) => {
+                    if doc.pending_len() > 0 {
+                        return Err(WriteError::MissingDependencies { id: record.id });
+                    }
+                    let state = doc.state();
+                    // As `restore` keeps them: a record one change created
+                    // is that change, any other the saved document.
+                    match (current, record.changes.as_slice()) {
+                        (Some(current), []) => (current.doc.clone(), state),
+                        (None, [only]) => (only.clone(), state),
+                        _ => (doc.save(), state),
+                    }
+                }
+                (None, Some(created)) => created,
+                // Only the vector changes (or nothing does).
+                (None, None) => match current {
+                    Some(current) => (current.doc.clone(), current.state.clone()),
+                    None => (RecordDoc::new().save(), RecordState::default()),
+                },
+            };
             let vector = if state.deleted { None } else { record.vector };
-            let before = self.records.get(&record.id).and_then(|r| r.vector.as_ref());
+            let before = current.and_then(|r| r.vector.as_ref());
             if record.changes.is_empty() && vector.as_ref() == before {
                 continue;
             }
@@ -456,19 +537,13 @@ impl WriterShard {
                 offset: Offset(self.head.0.saturating_add(entries.len() as u64)),
                 id: record.id.clone(),
                 changes: record.changes,
-                fields: state.fields,
+                fields: state.fields.clone(),
                 vector: vector.clone(),
                 deleted: state.deleted,
             };
             entry.check_limits(&self.limits)?;
             entries.push(entry);
-            commits.push((
-                record.id,
-                WriterRecord {
-                    doc: record.doc,
-                    vector,
-                },
-            ));
+            commits.push((record.id, WriterRecord { doc, state, vector }));
         }
         self.records.extend(commits);
         self.head = Offset(self.head.0.saturating_add(entries.len() as u64));
@@ -476,6 +551,25 @@ impl WriterShard {
             entries,
             token: ConsistencyToken::single(self.shard, self.head),
         })
+    }
+
+    /// The staged record's document, loaded on first use: from the change
+    /// that created it earlier in this batch, from its stored bytes, or new.
+    fn staged_doc<'s>(&self, record: &'s mut Staged) -> Result<&'s mut RecordDoc, WriteError> {
+        let doc = match (record.doc.take(), record.created.take()) {
+            (Some(doc), _) => doc,
+            (None, Some((change, _))) => {
+                RecordDoc::load_own(&change).map_err(|error| WriteError::StoredDocument {
+                    id: record.id.clone(),
+                    error,
+                })?
+            }
+            (None, None) => match self.records.get(&record.id) {
+                Some(stored) => stored.load(&record.id)?,
+                None => RecordDoc::new(),
+            },
+        };
+        Ok(record.doc.insert(doc))
     }
 
     fn stage(
@@ -487,31 +581,52 @@ impl WriterShard {
     ) -> Result<(), WriteError> {
         match &op.edit {
             Edit::None => {}
-            Edit::Changes(changes) => {
-                for bytes in changes {
-                    let outcome = record.doc.apply(bytes, &self.limits).map_err(|error| {
-                        WriteError::Change {
-                            id: op.id.clone(),
-                            error,
-                        }
-                    })?;
-                    if let ApplyOutcome::Applied { released } = outcome {
-                        record.changes.push(bytes.clone());
-                        record
-                            .changes
-                            .extend(released.iter().filter_map(|h| record.doc.change_bytes(h)));
-                    }
+            // A put creating a record: its change without a document.
+            Edit::Json(edit @ JsonEdit::Put(put))
+                if record.doc.is_none()
+                    && record.created.is_none()
+                    && !self.records.contains_key(&op.id) =>
+            {
+                if let Some(name) = edit.reserved_field() {
+                    return Err(WriteError::Edit {
+                        id: op.id.clone(),
+                        error: EditError::ReservedField(name.to_owned()),
+                    });
+                }
+                if let Some(change) = fields::first_change(put, actor, time_ms) {
+                    let state = RecordState {
+                        fields: fields::materialized(put),
+                        deleted: false,
+                    };
+                    record.changes.push(change.clone());
+                    record.created = Some((change, state));
                 }
             }
+            Edit::Changes(changes) => {
+                let doc = self.staged_doc(record)?;
+                let mut applied = Vec::new();
+                for bytes in changes {
+                    let outcome =
+                        doc.apply(bytes, &self.limits)
+                            .map_err(|error| WriteError::Change {
+                                id: op.id.clone(),
+                                error,
+                            })?;
+                    if let ApplyOutcome::Applied { released } = outcome {
+                        applied.push(bytes.clone());
+                        applied.extend(released.iter().filter_map(|h| doc.change_bytes(h)));
+                    }
+                }
+                record.changes.extend(applied);
+            }
             Edit::Json(edit) => {
-                let change =
-                    record
-                        .doc
-                        .edit(edit, actor, time_ms)
-                        .map_err(|error| WriteError::Edit {
-                            id: op.id.clone(),
-                            error,
-                        })?;
+                let change = self
+                    .staged_doc(record)?
+                    .edit(edit, actor, time_ms)
+                    .map_err(|error| WriteError::Edit {
+                        id: op.id.clone(),
+                        error,
+                    })?;
                 record.changes.extend(change);
             }
         }

@@ -13,6 +13,7 @@ use tidemark_core::model::{
     CollectionKey, CollectionName, CollectionSchema, Fields, Namespace, RecordId,
 };
 use tidemark_core::outbox::Outbox;
+use tidemark_core::record::RecordDoc;
 use tidemark_core::replica::{ApplyError, Progress, Replica, ReplicaMode, ReplicaShard};
 use tidemark_core::shard::{ShardCount, ShardId};
 use tidemark_core::vector::{Metric, VectorError};
@@ -137,6 +138,92 @@ fn writer_appends_consecutive_entries_and_ignores_duplicates() {
     assert!(out.entries[0].deleted);
     assert_eq!(out.entries[0].vector, None);
     assert_eq!(w.head(), Offset(4));
+}
+
+/// A put that creates a record writes its change without an Automerge
+/// document; every later path (an edit in the same batch, a later edit, a
+/// restore, a merging client) sees the same record as if it had.
+#[test]
+fn records_created_by_a_put_behave_as_documents_do() {
+    let mut w = writer();
+    let created = json!({"title": "t", "n": 3, "meta": {"z": [1, {"k": null}], "a": true}});
+    let out = w
+        .apply(
+            &batch(vec![json_op(
+                "a",
+                JsonEdit::Put(fields(created.clone())),
+                None,
+            )]),
+            &actor(),
+            7,
+        )
+        .unwrap();
+    // The change is the one a document makes, and its state is materialized.
+    let mut doc = RecordDoc::new();
+    let change = doc
+        .edit(&JsonEdit::Put(fields(created.clone())), &actor(), 7)
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.entries[0].changes, vec![change]);
+    assert_eq!(
+        serde_json::to_string(&out.entries[0].fields).unwrap(),
+        serde_json::to_string(&doc.state().fields).unwrap()
+    );
+    assert_eq!(w.doc(&id("a")).unwrap().heads(), doc.heads());
+
+    // Created and edited in one batch: one entry with both changes.
+    let out = w
+        .apply(
+            &batch(vec![
+                json_op("b", JsonEdit::Put(fields(json!({"x": 1, "y": 2}))), None),
+                json_op("b", JsonEdit::Patch(fields(json!({"y": null}))), None),
+            ]),
+            &actor(),
+            8,
+        )
+        .unwrap();
+    assert_eq!(out.entries[0].changes.len(), 2);
+    assert_eq!(out.entries[0].fields, fields(json!({"x": 1})));
+
+    // A later edit builds on the created change.
+    let out = w
+        .apply(
+            &batch(vec![json_op(
+                "a",
+                JsonEdit::Patch(fields(json!({"n": 4}))),
+                None,
+            )]),
+            &actor(),
+            9,
+        )
+        .unwrap();
+    assert_eq!(out.entries[0].fields["n"], json!(4));
+    assert_eq!(out.entries[0].fields["meta"], created["meta"]);
+
+    // Reserved names and empty puts, as through a document.
+    let before = w.snapshot(None);
+    let reserved = w.apply(
+        &batch(vec![json_op(
+            "c",
+            JsonEdit::Put(fields(json!({"$deleted": true}))),
+            None,
+        )]),
+        &actor(),
+        10,
+    );
+    assert!(
+        matches!(reserved, Err(WriteError::Edit { .. })),
+        "{reserved:?}"
+    );
+    let empty = w
+        .apply(
+            &batch(vec![json_op("c", JsonEdit::Put(Fields::new()), None)]),
+            &actor(),
+            10,
+        )
+        .unwrap();
+    assert!(empty.entries.is_empty());
+    assert_eq!(w.snapshot(None), before);
 }
 
 #[test]
