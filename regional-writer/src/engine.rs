@@ -2,18 +2,25 @@
 //!
 //! Each shard holds core's [`WriterShard`] (records, Automerge documents,
 //! the log head) and a [`ShardIndex`] for authoritative search. A write
-//! locks the shards it touches one at a time, applies its part through core,
-//! and holds the lock until the committer says the new log rows are durable;
-//! only then are they visible to reads and acknowledged. Holding the lock
-//! across the commit keeps per-shard state equal to what the log holds, and
-//! group commit still shares fsyncs between shards and collections.
+//! locks the shards it touches (in shard order), applies its part through
+//! core, hands the new log rows to the committer and releases the locks; it
+//! is acknowledged once the committer says the rows are durable.
+//!
+//! Commits are pipelined: the next batch applies while the previous one is
+//! being made durable, so the committer finds several batches queued and
+//! shares one fsync between them (holding the locks across the commit would
+//! serialize batches that share a shard, which with ids spread over shards
+//! is every batch). Log order stays offset order because rows are submitted
+//! under the shard lock and committed in submission order. Nothing is shown
+//! before it is durable: the per-shard durable head ([`Collection::tidemark`])
+//! only moves after the commit, and a read that saw a shard's state waits
+//! until that state's head is durable before it answers.
 //!
 //! On start the engine rebuilds every shard from its latest snapshot plus
 //! the log after it (the same path after a clean stop or a SIGKILL).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::SigningKey;
@@ -32,7 +39,7 @@ use tidemark_core::vector::{
 };
 use tidemark_core::wire::{self, DecodeError, Invalidation, LogRange, Message};
 use tidemark_core::writer::{WriteBatch, WriteError, WriterShard};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::sealer::{Sealer, SealerError};
 use crate::store::{
@@ -100,8 +107,18 @@ pub struct Collection {
     pub key: CollectionKey,
     pub schema: CollectionSchema,
     shards: Vec<tokio::sync::Mutex<Shard>>,
-    /// Committed head per shard, readable without the shard lock.
-    heads: Vec<AtomicU64>,
+    /// Durable head per shard, readable without the shard lock and waited
+    /// on by reads of state not yet durable.
+    heads: Vec<watch::Sender<Durable>>,
+}
+
+/// How far a shard is durable, and whether a commit of it failed (the
+/// committer is then poisoned: nothing later becomes durable until the
+/// writer restarts, so waiting readers are told rather than left waiting).
+#[derive(Clone, Copy, Debug, Default)]
+struct Durable {
+    head: u64,
+    failed: bool,
 }
 
 struct Shard {
@@ -123,9 +140,47 @@ impl Collection {
         for (i, head) in self.heads.iter().enumerate() {
             tidemark
                 .shards
-                .insert(ShardId(i as u32), Offset(head.load(Ordering::Acquire)));
+                .insert(ShardId(i as u32), Offset(head.borrow().head));
         }
         tidemark
+    }
+
+    fn durable_head(&self, shard: usize) -> u64 {
+        self.heads[shard].borrow().head
+    }
+
+    /// Records that shard `shard` is durable up to `head` (commits of
+    /// pipelined batches may report out of order; the head only grows).
+    fn set_durable(&self, shard: usize, head: u64) {
+        self.heads[shard].send_if_modified(|durable| {
+            let grows = head > durable.head;
+            if grows {
+                durable.head = head;
+            }
+            grows
+        });
+    }
+
+    fn commit_failed(&self, shard: usize) {
+        self.heads[shard].send_modify(|durable| durable.failed = true);
+    }
+
+    /// Waits until shard `shard` is durable up to `head`: a read that saw
+    /// state at `head` answers only then. Errors if a commit failed (that
+    /// state will never become durable in this process).
+    async fn wait_durable(&self, shard: usize, head: u64) -> Result<(), EngineError> {
+        let mut durable = self.heads[shard].subscribe();
+        let reached = durable
+            .wait_for(|durable| durable.head >= head || durable.failed)
+            .await
+            .map_err(|_| EngineError::Commit(CommitError::Stopped))?
+            .head
+            >= head;
+        if reached {
+            Ok(())
+        } else {
+            Err(EngineError::Commit(CommitError::Poisoned))
+        }
     }
 
     fn shard_index(&self, shard: u32) -> Result<usize, EngineError> {
@@ -279,9 +334,9 @@ impl Engine {
             }
         }
         // Lock every shard the batch touches, in shard order (so two batches
-        // never wait on each other crosswise), apply each part, and make all
-        // parts durable in one transaction: one fsync per batch, not one per
-        // shard.
+        // never wait on each other crosswise), apply each part, and submit
+        // all parts as one job: one transaction, shared with the batches
+        // queued beside it.
         let parts = batch.split_by_shard(collection.schema.shard_count);
         let mut guards = Vec::with_capacity(parts.len());
         for (shard_id, _) in &parts {
@@ -328,29 +383,48 @@ impl Engine {
         }
         // Parts applied before a failing one are committed all the same (the
         // documented per-shard atomicity): their shards already count them.
-        if !set.log.is_empty()
-            && let Err(err) = self.committer.commit(set).await
-        {
-            // The in-memory shards counted entries the log does not hold.
-            for ((shard_id, _), shard) in parts.iter().zip(guards.iter_mut()) {
-                self.rebuild_shard(&collection, shard, *shard_id)?;
-            }
-            return Err(err.into());
-        }
+        // The index follows the shard under its lock, so it sees entries in
+        // log order; reads wait for durability before showing either.
+        let mut heads = Vec::with_capacity(applied.len());
         for ((shard_id, entries), shard) in applied.iter().zip(guards.iter_mut()) {
-            if entries.is_empty() {
-                continue;
-            }
             for entry in entries {
                 index_entry(&mut shard.index, entry);
             }
-            let head = shard.writer.head().0;
-            collection.heads[shard_id.0 as usize].store(head, Ordering::Release);
-            let _ = self.invalidations.send(Invalidation {
-                collection: collection.key.clone(),
-                shard: *shard_id,
-                head: Offset(head),
-            });
+            heads.push((*shard_id, shard.writer.head().0, !entries.is_empty()));
+        }
+        let commit = (!set.log.is_empty()).then(|| self.committer.submit(set));
+        drop(guards);
+        if let Some(commit) = commit {
+            let outcome = commit.await.unwrap_or(Err(CommitError::Stopped));
+            if let Err(err) = outcome {
+                // The shards counted entries the log does not hold (and a
+                // failed commit poisons the committer, so later batches fail
+                // too): rebuild each from what the store holds.
+                for (shard_id, _, wrote) in &heads {
+                    if *wrote {
+                        let i = shard_id.0 as usize;
+                        collection.commit_failed(i);
+                        let mut shard = collection.shards[i].lock().await;
+                        self.rebuild_shard(&collection, &mut shard, *shard_id)?;
+                    }
+                }
+                return Err(err.into());
+            }
+        }
+        for (shard_id, head, wrote) in heads {
+            let i = shard_id.0 as usize;
+            if wrote {
+                collection.set_durable(i, head);
+                let _ = self.invalidations.send(Invalidation {
+                    collection: collection.key.clone(),
+                    shard: shard_id,
+                    head: Offset(collection.durable_head(i)),
+                });
+            } else {
+                // Nothing new here, but the token names the shard's head,
+                // which a concurrent batch may not have made durable yet.
+                collection.wait_durable(i, head).await?;
+            }
         }
         match failure {
             Some(err) => Err(err),
@@ -373,7 +447,7 @@ impl Engine {
             .collect();
         for collection in collections {
             for i in 0..collection.shards.len() {
-                let head = collection.heads[i].load(Ordering::Acquire);
+                let head = collection.durable_head(i);
                 let snapshot = {
                     let shard = collection.shards[i].lock().await;
                     // Resealed as the index's policy says (the fresh
@@ -423,14 +497,18 @@ impl Engine {
         id: &RecordId,
     ) -> Result<(Option<RecordView>, Tidemark), EngineError> {
         let collection = self.collection(key)?;
-        let shard_id = key.shard_of(id, collection.schema.shard_count);
-        let shard = collection.shards[shard_id.0 as usize].lock().await;
-        let view = shard.writer.record(id).and_then(|(state, vector)| {
-            (!state.deleted).then(|| RecordView {
-                state,
-                vector: vector.map(<[f32]>::to_vec),
-            })
-        });
+        let i = key.shard_of(id, collection.schema.shard_count).0 as usize;
+        let (view, seen) = {
+            let shard = collection.shards[i].lock().await;
+            let view = shard.writer.record(id).and_then(|(state, vector)| {
+                (!state.deleted).then(|| RecordView {
+                    state,
+                    vector: vector.map(<[f32]>::to_vec),
+                })
+            });
+            (view, shard.writer.head().0)
+        };
+        collection.wait_durable(i, seen).await?;
         Ok((view, collection.tidemark()))
     }
 
@@ -443,8 +521,10 @@ impl Engine {
         let collection = self.collection(key)?;
         let mut lists = Vec::with_capacity(collection.shards.len());
         let mut fields: HashMap<String, Value> = HashMap::new();
+        let mut seen = Vec::with_capacity(collection.shards.len());
         for shard in &collection.shards {
             let shard = shard.lock().await;
+            seen.push(shard.writer.head().0);
             let hits = shard.index.search(query)?;
             for hit in &hits {
                 let record = RecordId::new(hit.id.clone(), &self.limits)
@@ -454,6 +534,9 @@ impl Engine {
                 fields.insert(hit.id.clone(), value);
             }
             lists.push(hits);
+        }
+        for (i, head) in seen.into_iter().enumerate() {
+            collection.wait_durable(i, head).await?;
         }
         let hits = merge_top_k(query.k, lists)
             .into_iter()
@@ -468,7 +551,7 @@ impl Engine {
     pub fn head(&self, key: &CollectionKey, shard: u32) -> Result<u64, EngineError> {
         let collection = self.collection(key)?;
         let i = collection.shard_index(shard)?;
-        Ok(collection.heads[i].load(Ordering::Acquire))
+        Ok(collection.durable_head(i))
     }
 
     /// A signed `LogRange` of `[from, min(to, head))`, bounded in entries and
@@ -485,7 +568,7 @@ impl Engine {
         }
         let collection = self.collection(key)?;
         let i = collection.shard_index(shard)?;
-        let head = collection.heads[i].load(Ordering::Acquire);
+        let head = collection.durable_head(i);
         let end = to
             .min(head)
             .min(from.saturating_add(self.limits.max_range_entries as u64));
@@ -577,10 +660,11 @@ impl Engine {
         let mut shard = collection.shards[i].lock().await;
         if let Some(segment) = segment {
             let mut index = ShardIndex::from_sealed(segment, fields);
-            // Entries after `at` are committed (the lock is held, so no new
-            // ones arrive while they are read) and replayed in order.
+            // Entries after `at` are replayed in order from the store once
+            // durable (the lock is held, so no new ones arrive meanwhile).
             let mut from = at;
             let head = shard.writer.head().0;
+            collection.wait_durable(i, head).await?;
             while from < head {
                 let skey = key.clone();
                 let rows = self
@@ -743,7 +827,10 @@ fn new_collection(
                 sealed_at: None,
             },
         };
-        heads.push(AtomicU64::new(state.writer.head().0));
+        heads.push(watch::Sender::new(Durable {
+            head: state.writer.head().0,
+            failed: false,
+        }));
         shards.push(tokio::sync::Mutex::new(state));
     }
     Ok(Collection {
