@@ -31,9 +31,6 @@ use crate::transport::Transport;
 /// one refused write from holding back many).
 pub const PUSH_BATCH_OPS: usize = 100;
 
-/// Bytes of a snapshot frame decoded at a time.
-const SNAPSHOT_PIECE: usize = 1 << 20;
-
 /// A shard this many entries behind bootstraps from a snapshot instead of
 /// replaying the log (a new client always does).
 pub const SNAPSHOT_AFTER_ENTRIES: u64 = 4096;
@@ -190,17 +187,16 @@ impl SyncPass<'_> {
         let mut at = start;
         if start == Offset(0) || total > SNAPSHOT_AFTER_ENTRIES {
             progress(Phase::Bootstrap, at);
-            if let Some(bytes) = self.transport.snapshot(&key, shard).await? {
-                // Read a piece at a time: the records go to the replica and
-                // their vectors into the index's block as they are decoded.
-                let mut stream = SnapshotStream::new(*self.writer, limits.clone());
-                let mut loader = local.borrow().snapshot_loader();
-                for piece in bytes.chunks(SNAPSHOT_PIECE) {
-                    stream
-                        .push(piece, &mut loader)
-                        .map_err(SdkError::from_decode)?;
-                }
-                drop(bytes);
+            // Decoded as it downloads: the records go to the replica and
+            // their vectors into the index's block piece by piece.
+            let mut stream = SnapshotStream::new(*self.writer, limits.clone());
+            let mut loader = local.borrow().snapshot_loader();
+            let mut decode = |piece: &[u8]| {
+                stream
+                    .push(piece, &mut loader)
+                    .map_err(SdkError::from_decode)
+            };
+            if self.transport.snapshot(&key, shard, &mut decode).await? {
                 let (head, tail) = stream.finish().map_err(SdkError::from_decode)?;
                 if head.collection != key || head.shard != shard {
                     return Err(SdkError::BadResponse(format!(

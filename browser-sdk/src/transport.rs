@@ -47,13 +47,20 @@ pub trait Transport {
         from: Offset,
         to: Offset,
     ) -> LocalFuture<'a, Result<Vec<u8>, SdkError>>;
-    /// The latest signed `Snapshot` frame, `None` if the shard has none yet.
+    /// The latest signed `Snapshot` frame, handed to `piece` as it arrives
+    /// (in pieces of any size, in order), so that decoding overlaps the
+    /// download and the frame is never held whole; `false` if the shard has
+    /// no snapshot yet. An error from `piece` stops the download.
     fn snapshot<'a>(
         &'a self,
         collection: &'a CollectionKey,
         shard: ShardId,
-    ) -> LocalFuture<'a, Result<Option<Vec<u8>>, SdkError>>;
+        piece: SnapshotPieces<'a>,
+    ) -> LocalFuture<'a, Result<bool, SdkError>>;
 }
+
+/// The receiver of a snapshot's bytes ([`Transport::snapshot`]).
+pub type SnapshotPieces<'a> = &'a mut dyn FnMut(&[u8]) -> Result<(), SdkError>;
 
 #[wasm_bindgen]
 extern "C" {
@@ -64,6 +71,21 @@ extern "C" {
     fn status(this: &FetchResponse) -> u16;
     #[wasm_bindgen(method, catch, js_name = arrayBuffer)]
     fn array_buffer(this: &FetchResponse) -> Result<Promise, JsValue>;
+    /// The body as a stream; absent in fetch wrappers that do not offer one.
+    #[wasm_bindgen(method, getter)]
+    fn body(this: &FetchResponse) -> Option<BodyStream>;
+
+    /// A `ReadableStream` of the body's bytes.
+    pub type BodyStream;
+    #[wasm_bindgen(method, catch, js_name = getReader)]
+    fn get_reader(this: &BodyStream) -> Result<BodyReader, JsValue>;
+
+    pub type BodyReader;
+    /// Resolves to `{ done, value }`, `value` a `Uint8Array`.
+    #[wasm_bindgen(method, catch)]
+    fn read(this: &BodyReader) -> Result<Promise, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn cancel(this: &BodyReader) -> Result<Promise, JsValue>;
 }
 
 /// `fetch` against `url`, with a bearer token that a callback may renew.
@@ -138,19 +160,26 @@ impl HttpTransport {
         )
     }
 
-    /// One request; on 401 asks for a new token once and retries.
+    /// One request, its body read whole.
     async fn request(
         &self,
         method: &str,
         url: &str,
         body: Body,
     ) -> Result<(u16, Vec<u8>), SdkError> {
-        let (status, bytes) = self.request_once(method, url, &body).await?;
-        if status != 401 {
-            return Ok((status, bytes));
+        let response = self.send(method, url, body).await?;
+        Ok((response.status(), read_whole(&response).await?))
+    }
+
+    /// One request, answered before its body is read; on 401 asks for a
+    /// new token once and retries.
+    async fn send(&self, method: &str, url: &str, body: Body) -> Result<FetchResponse, SdkError> {
+        let response = self.send_once(method, url, &body).await?;
+        if response.status() != 401 {
+            return Ok(response);
         }
         let Some(refresh) = &self.on_token_expired else {
-            return Ok((status, bytes));
+            return Ok(response);
         };
         let renewed = refresh.call0(&JsValue::NULL).map_err(|e| {
             SdkError::InvalidArgument(format!("onTokenExpired threw: {}", describe(&e)))
@@ -163,18 +192,18 @@ impl HttpTransport {
         match renewed.as_string() {
             Some(token) if !token.is_empty() => {
                 *self.token.borrow_mut() = token;
-                self.request_once(method, url, &body).await
+                self.send_once(method, url, &body).await
             }
-            _ => Ok((status, bytes)),
+            _ => Ok(response),
         }
     }
 
-    async fn request_once(
+    async fn send_once(
         &self,
         method: &str,
         url: &str,
         body: &Body,
-    ) -> Result<(u16, Vec<u8>), SdkError> {
+    ) -> Result<FetchResponse, SdkError> {
         let init = Object::new();
         let headers = Object::new();
         let set = |o: &Object, k: &str, v: &JsValue| {
@@ -196,18 +225,10 @@ impl HttpTransport {
             .fetch
             .call2(&JsValue::NULL, &url.into(), &init.into())
             .map_err(|e| SdkError::Offline(describe(&e)))?;
-        let response: FetchResponse = JsFuture::from(Promise::resolve(&promise))
+        Ok(JsFuture::from(Promise::resolve(&promise))
             .await
             .map_err(|e| SdkError::Offline(describe(&e)))?
-            .unchecked_into();
-        let status = response.status();
-        let buffer = response
-            .array_buffer()
-            .map_err(|e| SdkError::Offline(describe(&e)))?;
-        let buffer = JsFuture::from(buffer)
-            .await
-            .map_err(|e| SdkError::Offline(describe(&e)))?;
-        Ok((status, Uint8Array::new(&buffer).to_vec()))
+            .unchecked_into())
     }
 
     /// The body of a 2xx answer, or the server's error.
@@ -223,6 +244,52 @@ impl HttpTransport {
     async fn json<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, SdkError> {
         let bytes = self.ok("GET", url, Body::None).await?;
         serde_json::from_slice(&bytes).map_err(|e| SdkError::BadResponse(format!("{url}: {e}")))
+    }
+}
+
+async fn read_whole(response: &FetchResponse) -> Result<Vec<u8>, SdkError> {
+    let buffer = response
+        .array_buffer()
+        .map_err(|e| SdkError::Offline(describe(&e)))?;
+    let buffer = JsFuture::from(buffer)
+        .await
+        .map_err(|e| SdkError::Offline(describe(&e)))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// Hands the body to `piece` as the network delivers it (whole, where the
+/// response offers no stream). A failed `piece` cancels the download.
+async fn read_streaming(
+    response: &FetchResponse,
+    piece: SnapshotPieces<'_>,
+) -> Result<(), SdkError> {
+    let offline = |e: JsValue| SdkError::Offline(describe(&e));
+    let Some(stream) = response.body() else {
+        return piece(&read_whole(response).await?);
+    };
+    let reader = stream.get_reader().map_err(offline)?;
+    // One buffer in wasm memory for every piece the stream yields.
+    let mut buffer = Vec::new();
+    loop {
+        let next = JsFuture::from(reader.read().map_err(offline)?)
+            .await
+            .map_err(offline)?;
+        if Reflect::get(&next, &"done".into()).is_ok_and(|done| done.is_truthy()) {
+            return Ok(());
+        }
+        let value: Uint8Array = Reflect::get(&next, &"value".into())
+            .map_err(offline)?
+            .dyn_into()
+            .map_err(|_| SdkError::BadResponse("a body piece is not bytes".into()))?;
+        buffer.resize(value.length() as usize, 0);
+        value.copy_to(&mut buffer);
+        if let Err(error) = piece(&buffer) {
+            // Nothing more is read; the rest of the body is dropped.
+            if let Ok(cancelled) = reader.cancel() {
+                let _ = JsFuture::from(cancelled).await;
+            }
+            return Err(error);
+        }
     }
 }
 
@@ -319,18 +386,19 @@ impl Transport for HttpTransport {
         &'a self,
         collection: &'a CollectionKey,
         shard: ShardId,
-    ) -> LocalFuture<'a, Result<Option<Vec<u8>>, SdkError>> {
+        piece: SnapshotPieces<'a>,
+    ) -> LocalFuture<'a, Result<bool, SdkError>> {
         Box::pin(async move {
             let url = format!(
                 "{}/shards/{}/snapshot",
                 self.collection_url(collection),
                 shard.0
             );
-            let (status, bytes) = self.request("GET", &url, Body::None).await?;
-            match status {
-                200..=299 => Ok(Some(bytes)),
-                404 => Ok(None),
-                _ => Err(http_error(status, &bytes)),
+            let response = self.send("GET", &url, Body::None).await?;
+            match response.status() {
+                200..=299 => read_streaming(&response, piece).await.map(|()| true),
+                404 => Ok(false),
+                status => Err(http_error(status, &read_whole(&response).await?)),
             }
         })
     }

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 
 use tidemark_browser_sdk::error::SdkError;
 use tidemark_browser_sdk::store::LocalFuture;
-use tidemark_browser_sdk::transport::Transport;
+use tidemark_browser_sdk::transport::{SnapshotPieces, Transport};
 use tidemark_core::limits::Limits;
 use tidemark_core::log::{ConsistencyToken, LogEntry, Offset};
 use tidemark_core::model::{CollectionKey, CollectionName, CollectionSchema, Namespace};
@@ -261,14 +261,21 @@ impl Transport for LocalWriter {
         &'a self,
         _collection: &'a CollectionKey,
         shard: ShardId,
-    ) -> LocalFuture<'a, Result<Option<Vec<u8>>, SdkError>> {
+        piece: SnapshotPieces<'a>,
+    ) -> LocalFuture<'a, Result<bool, SdkError>> {
         Box::pin(async move {
             self.reachable()?;
             let snapshot = self.snapshots.borrow()[shard.0 as usize].clone();
-            Ok(match (snapshot, self.spoil.get()) {
-                (Some(_), Spoil::Garbage) => Some(b"garbage".to_vec()),
-                (snapshot, _) => snapshot,
-            })
+            let frame = match (snapshot, self.spoil.get()) {
+                (None, _) => return Ok(false),
+                (Some(_), Spoil::Garbage) => b"garbage".to_vec(),
+                (Some(frame), _) => frame,
+            };
+            // In pieces of the size a network stream delivers.
+            for bytes in frame.chunks(64 << 10) {
+                piece(bytes)?;
+            }
+            Ok(true)
         })
     }
 }
