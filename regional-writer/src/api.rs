@@ -377,3 +377,16 @@ pub async fn snapshot(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
+
+/// Seals and persists a snapshot at the shard's head now (admin): an
+/// operator preparing many new replicas, or a loader that wants the latest
+/// snapshot at a known offset, need not wait for the background policy.
+pub async fn seal_snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((ns, name, shard)): Path<(String, String, u32)>,
+) -> Result<Response, AppError> {
+    let key = collection_for(&caller, &ns, &name, Scope::Admin)?;
+    let offset = state.engine.seal_snapshot(&key, shard).await?;
+    Ok(Json(serde_json::json!({ "offset": offset })).into_response())
+}

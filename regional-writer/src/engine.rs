@@ -617,6 +617,18 @@ impl Engine {
         self.persist_snapshot(&collection, i, snapshot, false).await
     }
 
+    /// Seals and persists a snapshot of the shard at its head now, whatever
+    /// the policy says; returns its offset.
+    pub async fn seal_snapshot(&self, key: &CollectionKey, shard: u32) -> Result<u64, EngineError> {
+        let collection = self.collection(key)?;
+        let i = collection.shard_index(shard)?;
+        let snapshot = collection.shards[i].lock().await.writer.snapshot(None);
+        let (_, offset) = self
+            .persist_snapshot(&collection, i, snapshot, true)
+            .await?;
+        Ok(offset)
+    }
+
     /// Signs and persists `snapshot` (taken under the shard's lock at offset
     /// `at`). With `seal`, first builds the HNSW segment of exactly those
     /// records, outside the lock (seconds for a large shard, during which

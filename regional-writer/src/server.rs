@@ -112,7 +112,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             &format!("{collection}/shards/{{shard}}/snapshot"),
-            get(api::snapshot),
+            get(api::snapshot).post(api::seal_snapshot),
         )
         .route("/v1/ns/{ns}/subscribe", get(subscribe))
         .fallback(not_found)

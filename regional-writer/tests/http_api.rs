@@ -662,6 +662,34 @@ async fn logs_snapshots_and_binary_batches_are_signed() {
     );
     let wrong_type = w.post_raw(batch_path, "application/json", vec![]).await;
     assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // An admin seals a snapshot at the head now; a reader may not.
+    let denied = w
+        .call(Method::POST, &format!("{base}/snapshot"), Some(&read), None)
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let admin = w.token("acme", &[Scope::Admin]);
+    let sealed = w
+        .call(
+            Method::POST,
+            &format!("{base}/snapshot"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(sealed.status, StatusCode::OK);
+    assert_eq!(sealed.json()["offset"], 4);
+    let latest = w
+        .call(Method::GET, &format!("{base}/snapshot"), Some(&read), None)
+        .await;
+    assert_eq!(latest.headers["x-tidemark-offset"], "4");
+    match wire::decode_verified(&latest.bytes, &writer_key, &limits).unwrap() {
+        Message::Snapshot(s) => {
+            assert_eq!(s.records.len(), 4);
+            assert!(s.index_segment.is_some(), "sealed");
+        }
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -135,8 +135,14 @@ impl Store for SqliteStore {
             }
             let mut put_snapshot = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO snapshots (namespace, collection, shard, offset, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    // The newest snapshot wins: a seal that finishes after a
+                    // later one (the background task beside an admin's) must
+                    // not put the shard's snapshot back.
+                    "INSERT INTO snapshots (namespace, collection, shard, offset, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (namespace, collection, shard) DO UPDATE
+                     SET offset = excluded.offset, body = excluded.body
+                     WHERE excluded.offset >= snapshots.offset",
                 )
                 .map_err(backend)?;
             for s in &set.snapshots {
@@ -308,6 +314,31 @@ mod tests {
         assert_eq!(store.head(&shard(1)).unwrap(), 1);
         assert_eq!(store.head(&shard(7)).unwrap(), 0);
         assert_eq!(store.latest_snapshot(&shard(0)).unwrap().unwrap().offset, 1);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = temp_dir("newest");
+        let mut store = SqliteStore::open(&dir).unwrap();
+        for (offset, byte) in [(5, 1), (3, 2), (5, 3), (8, 4)] {
+            store
+                .commit(&WriteSet {
+                    snapshots: vec![SnapshotRow {
+                        shard: shard(0),
+                        offset,
+                        body: vec![byte],
+                    }],
+                    ..WriteSet::default()
+                })
+                .unwrap();
+            let latest = store.latest_snapshot(&shard(0)).unwrap().unwrap();
+            let expected = match offset {
+                3 => (5, vec![1]),
+                _ => (offset, vec![byte]),
+            };
+            assert_eq!((latest.offset, latest.body), expected);
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 
