@@ -244,11 +244,18 @@ async function loadCollection(writer, token, { name, shards, records: recs }, sh
     // left to the background policy (which reseals at offsets of its own).
     for (let s = 0; s < shards; s++) {
       const sealed = await call(writer.url, "POST", `${path}/shards/${s}/snapshot`, { token });
-      if (sealed.status !== 200) throw new Error(`seal shard ${s}: ${sealed.status} ${JSON.stringify(sealed.body)}`);
+      if (sealed.status !== 202 || sealed.body.offset !== expected) {
+        throw new Error(`seal shard ${s}: ${sealed.status} ${JSON.stringify(sealed.body)}`);
+      }
     }
-    const offsets = [];
-    for (let s = 0; s < shards; s++) offsets.push((await snapshotOf(writer, token, path, s)).offset);
-    if (offsets.some((o) => o !== expected)) throw new Error(`${name}: snapshots at ${offsets}, expected ${expected} each`);
+    for (;;) {
+      const offsets = [];
+      for (let s = 0; s < shards; s++) offsets.push((await snapshotOf(writer, token, path, s)).offset);
+      if (offsets.every((o) => o === expected)) break;
+      if (offsets.some((o) => o > expected)) throw new Error(`${name}: snapshot past the head: ${offsets}`);
+      if (performance.now() - wrote > 15 * 60_000) throw new Error(`${name}: snapshots still at ${offsets}`);
+      await new Promise((r) => setTimeout(r, 2000));
+    }
     log(
       `  writer: ${name} phase ${p + 1}/${phases}: ${SNAPSHOT_EVERY} entries per shard written in ${((wrote - started) / 1000).toFixed(1)} s, ` +
         `sealed snapshots at ${expected} in ${((performance.now() - wrote) / 1000).toFixed(1)} s`,

@@ -378,9 +378,11 @@ pub async fn snapshot(
     Ok(response)
 }
 
-/// Seals and persists a snapshot at the shard's head now (admin): an
-/// operator preparing many new replicas, or a loader that wants the latest
-/// snapshot at a known offset, need not wait for the background policy.
+/// Starts sealing a snapshot at the shard's head now (admin) and answers
+/// 202 with that offset, which `GET .../snapshot` serves once the seal is
+/// persisted: an operator preparing many new replicas, or a loader that
+/// wants the latest snapshot at a known offset, need not wait for the
+/// background policy.
 pub async fn seal_snapshot(
     State(state): State<AppState>,
     caller: Caller,
@@ -388,5 +390,9 @@ pub async fn seal_snapshot(
 ) -> Result<Response, AppError> {
     let key = collection_for(&caller, &ns, &name, Scope::Admin)?;
     let offset = state.engine.seal_snapshot(&key, shard).await?;
-    Ok(Json(serde_json::json!({ "offset": offset })).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "offset": offset })),
+    )
+        .into_response())
 }

@@ -617,15 +617,28 @@ impl Engine {
         self.persist_snapshot(&collection, i, snapshot, false).await
     }
 
-    /// Seals and persists a snapshot of the shard at its head now, whatever
-    /// the policy says; returns its offset.
-    pub async fn seal_snapshot(&self, key: &CollectionKey, shard: u32) -> Result<u64, EngineError> {
+    /// Starts sealing a snapshot of the shard at its head now, whatever the
+    /// policy says, and returns that head: the snapshot's offset once it is
+    /// persisted (a seal takes seconds to minutes, queued behind the
+    /// background's on the sealing thread, so the caller polls for it).
+    pub async fn seal_snapshot(
+        self: &Arc<Self>,
+        key: &CollectionKey,
+        shard: u32,
+    ) -> Result<u64, EngineError> {
         let collection = self.collection(key)?;
         let i = collection.shard_index(shard)?;
         let snapshot = collection.shards[i].lock().await.writer.snapshot(None);
-        let (_, offset) = self
-            .persist_snapshot(&collection, i, snapshot, true)
-            .await?;
+        let offset = snapshot.offset.0;
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(err) = engine
+                .persist_snapshot(&collection, i, snapshot, true)
+                .await
+            {
+                tracing::error!(%err, shard, "a requested seal failed");
+            }
+        });
         Ok(offset)
     }
 

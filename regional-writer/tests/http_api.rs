@@ -677,12 +677,20 @@ async fn logs_snapshots_and_binary_batches_are_signed() {
             None,
         )
         .await;
-    assert_eq!(sealed.status, StatusCode::OK);
+    assert_eq!(sealed.status, StatusCode::ACCEPTED);
     assert_eq!(sealed.json()["offset"], 4);
-    let latest = w
-        .call(Method::GET, &format!("{base}/snapshot"), Some(&read), None)
-        .await;
-    assert_eq!(latest.headers["x-tidemark-offset"], "4");
+    let mut latest = None;
+    for _ in 0..200 {
+        let answer = w
+            .call(Method::GET, &format!("{base}/snapshot"), Some(&read), None)
+            .await;
+        if answer.headers["x-tidemark-offset"] == "4" {
+            latest = Some(answer);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let latest = latest.expect("the sealed snapshot is served within 10 s");
     match wire::decode_verified(&latest.bytes, &writer_key, &limits).unwrap() {
         Message::Snapshot(s) => {
             assert_eq!(s.records.len(), 4);
