@@ -10,13 +10,11 @@
 //! writes leave the outbox, and the replica shards and outbox are persisted
 //! in one store batch.
 //!
-//! Shards are pulled concurrently. The pass holds no borrow of the
-//! collection across an `await`: each step reads or updates it
-//! synchronously between requests.
+//! The pass holds no borrow of the collection across an `await`: each step
+//! reads or updates it synchronously between requests.
 
 use std::cell::RefCell;
 
-use futures_util::future::try_join_all;
 use tidemark_core::VerifyingKey;
 use tidemark_core::log::Offset;
 use tidemark_core::replica::Progress;
@@ -95,13 +93,10 @@ impl SyncPass<'_> {
             acknowledged: self.push(local).await?,
             ..SyncReport::default()
         };
-        // Every shard at once: one shard's snapshot downloads (and the
-        // writer reads it from its store) while another's is decoded. The
-        // pulls share `local` on one thread and borrow it only between
-        // awaits, each for its own shard.
-        let shards = local.borrow().schema().shard_count.shards();
-        let pulls = shards.map(|shard| self.pull(local, shard));
-        report.applied += try_join_all(pulls).await?.into_iter().sum::<u64>();
+        let shards: Vec<ShardId> = local.borrow().schema().shard_count.shards().collect();
+        for shard in shards {
+            report.applied += self.pull(local, shard).await?;
+        }
         report.settled = local.borrow_mut().settle();
         self.persist(local).await?;
         Ok(report)
