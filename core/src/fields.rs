@@ -261,12 +261,13 @@ fn fill_list<T: Transactable>(
 ///
 /// Creating a record is the common write (an import, an agent's new memory),
 /// and going through a document costs building and dropping a whole
-/// Automerge op set: about 35 µs and 17 KB of short-lived allocations for
-/// three fields, against 2 µs here. The ops are the transaction's, in its
-/// order: each key of `fields` in turn, a nested object or list as a `make`
-/// followed by its contents (depth first), list items inserted each after
-/// the previous one, no predecessors (nothing is overwritten), op counters
-/// from 1 in a first change (seq 1, no dependencies).
+/// Automerge op set: measured natively, 37 µs and 17 KB for three fields,
+/// and 115 µs against 5 µs here for a dozen nested values. The ops are the
+/// transaction's, in its order: each key of `fields` in turn, a nested
+/// object or list as a `make` followed by its contents (depth first), list
+/// items inserted each after the previous one, no predecessors (nothing is
+/// overwritten), op counters from 1 in a first change (seq 1, no
+/// dependencies).
 pub fn first_change(fields: &Fields, actor: &ActorId, time_ms: i64) -> Option<Vec<u8>> {
     if fields.is_empty() {
         return None;
