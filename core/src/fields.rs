@@ -255,7 +255,7 @@ fn fill_list<T: Transactable>(
 }
 
 /// The change that puts `fields` into an empty document, by `actor` at
-/// `time_ms`: byte for byte what [`write_edit`] of a [`JsonEdit::Put`] makes
+/// `time_ms`: byte for byte what writing a [`JsonEdit::Put`] makes
 /// in a transaction on a new document (the tests hold the two equal), but
 /// encoded straight from the JSON. `None` for no fields, which is no change.
 ///
