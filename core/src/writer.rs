@@ -243,6 +243,18 @@ struct WriterRecord {
 }
 
 impl WriterRecord {
+    /// The bytes a record keeps once `changes` made `doc` from `current`:
+    /// the stored bytes when nothing changed, the one change that created a
+    /// record, else the saved document. `apply` and `restore` both keep
+    /// records by this rule, so a restored shard snapshots as it did before.
+    fn kept_doc(current: Option<&WriterRecord>, changes: &[Vec<u8>], doc: &RecordDoc) -> Vec<u8> {
+        match (current, changes) {
+            (Some(current), []) => current.doc.clone(),
+            (None, [only]) => only.clone(),
+            _ => doc.save(),
+        }
+    }
+
     fn load(&self, id: &RecordId) -> Result<RecordDoc, WriteError> {
         RecordDoc::load_own(&self.doc).map_err(|error| WriteError::StoredDocument {
             id: id.clone(),
@@ -353,7 +365,7 @@ impl WriterShard {
                     found: entry.offset,
                 });
             }
-            let diverged = RestoreError::Diverged {
+            let diverged = || RestoreError::Diverged {
                 offset: entry.offset,
             };
             let existing = writer.records.remove(&entry.id);
@@ -363,11 +375,7 @@ impl WriterShard {
                 (None, []) => (RecordDoc::new().save(), RecordState::default()),
                 (existing, changes) => {
                     let mut doc = match &existing {
-                        Some(record) => RecordDoc::load_own(&record.doc).map_err(|_| {
-                            RestoreError::Diverged {
-                                offset: entry.offset,
-                            }
-                        })?,
+                        Some(record) => RecordDoc::load_own(&record.doc).map_err(|_| diverged())?,
                         None => RecordDoc::new(),
                     };
                     for change in changes {
@@ -378,17 +386,12 @@ impl WriterShard {
                             }
                         })?;
                     }
-                    let state = doc.state();
-                    // A record one change created is kept as that change.
-                    let bytes = match (existing, changes) {
-                        (None, [only]) => only.clone(),
-                        _ => doc.save(),
-                    };
-                    (bytes, state)
+                    let bytes = WriterRecord::kept_doc(existing.as_ref(), changes, &doc);
+                    (bytes, doc.state())
                 }
             };
             if state.fields != entry.fields || state.deleted != entry.deleted {
-                return Err(diverged);
+                return Err(diverged());
             }
             writer.records.insert(
                 entry.id.clone(),
@@ -512,14 +515,10 @@ impl WriterShard {
                     if doc.pending_len() > 0 {
                         return Err(WriteError::MissingDependencies { id: record.id });
                     }
-                    let state = doc.state();
-                    // As `restore` keeps them: a record one change created
-                    // is that change, any other the saved document.
-                    match (current, record.changes.as_slice()) {
-                        (Some(current), []) => (current.doc.clone(), state),
-                        (None, [only]) => (only.clone(), state),
-                        _ => (doc.save(), state),
-                    }
+                    (
+                        WriterRecord::kept_doc(current, &record.changes, &doc),
+                        doc.state(),
+                    )
                 }
                 (None, Some(created)) => created,
                 // Only the vector changes (or nothing does).
