@@ -16,7 +16,7 @@ use tidemark_core::limits::Limits;
 use tidemark_core::log::Tidemark;
 use tidemark_core::model::{CollectionKey, CollectionSchema, Fields, RecordId};
 use tidemark_core::outbox::Outbox;
-use tidemark_core::replica::{Progress, Replica, ReplicaMode, ReplicaRecord};
+use tidemark_core::replica::{Merging, Progress, Replica, ReplicaRecord};
 use tidemark_core::shard::ShardId;
 use tidemark_core::snapshot::Snapshot;
 use tidemark_core::snapshot_stream::{SnapshotCollector, SnapshotHead, SnapshotSink, SnapshotTail};
@@ -54,7 +54,7 @@ pub struct LocalCollection {
     key: CollectionKey,
     schema: CollectionSchema,
     limits: Limits,
-    replica: Replica,
+    replica: Replica<Merging>,
     outbox: Outbox,
     /// One index per shard over the local view.
     indexes: Vec<ShardIndex>,
@@ -67,12 +67,7 @@ impl LocalCollection {
     /// A collection nobody has synced yet, writing as `actor`.
     pub fn new(key: CollectionKey, schema: CollectionSchema, actor: &ActorId) -> Self {
         let limits = Limits::default();
-        let replica = Replica::new(
-            key.clone(),
-            schema.shard_count,
-            ReplicaMode::Merging,
-            limits.clone(),
-        );
+        let replica = Replica::new(key.clone(), schema.shard_count, limits.clone());
         let indexes = schema
             .shard_count
             .shards()

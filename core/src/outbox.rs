@@ -37,7 +37,7 @@ use crate::limits::{LimitError, Limits, check};
 use crate::log::{ConsistencyToken, Tidemark};
 use crate::model::{CollectionKey, CollectionSchema, NameError, RecordId};
 use crate::record::{EditError, RecordDoc};
-use crate::replica::{Replica, ReplicaRecord};
+use crate::replica::{Merging, Replica, ReplicaRecord};
 use crate::vector::VectorError;
 use crate::wire::{DecodeError, WriteAck};
 use crate::writer::{Edit, WriteBatch, WriteError, WriteOp};
@@ -142,7 +142,12 @@ impl Outbox {
 
     /// The document local edits of `id` build on: the replica's document
     /// plus every change still in the outbox.
-    pub fn local_doc(&self, replica: &Replica, id: &RecordId, limits: &Limits) -> RecordDoc {
+    pub fn local_doc(
+        &self,
+        replica: &Replica<Merging>,
+        id: &RecordId,
+        limits: &Limits,
+    ) -> RecordDoc {
         let mut doc = replica.doc(id).cloned().unwrap_or_default();
         for write in self.writes.iter().filter(|w| &w.id == id) {
             for change in &write.changes {
@@ -157,7 +162,7 @@ impl Outbox {
     /// `id` as the user sees it: `None` if it does not exist or is deleted.
     pub fn local_view(
         &self,
-        replica: &Replica,
+        replica: &Replica<Merging>,
         id: &RecordId,
         schema: &CollectionSchema,
         limits: &Limits,
@@ -184,7 +189,7 @@ impl Outbox {
     #[allow(clippy::too_many_arguments)]
     pub fn write(
         &mut self,
-        replica: &Replica,
+        replica: &Replica<Merging>,
         id: RecordId,
         edit: Option<&JsonEdit>,
         vector: Option<Vec<f32>>,

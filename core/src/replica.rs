@@ -7,10 +7,13 @@
 //! not buffering them). Because entries carry the record's state, applying
 //! one is an overwrite, and a replica's state is a function of its tidemark.
 //!
-//! [`ReplicaMode::ReadOnly`] replicas (the edge) keep only materialized
-//! fields and vectors and never decode Automerge. [`ReplicaMode::Merging`]
-//! replicas (the browser) also keep each record's document, so the outbox can
-//! build offline changes on top of it. Documents from a snapshot stay saved
+//! [`ReadOnly`] replicas (the edge) keep only materialized fields and
+//! vectors and never decode Automerge. [`Merging`] replicas (the browser)
+//! also keep each record's document, so the outbox can build offline changes
+//! on top of it. The mode is a type parameter rather than a flag so that a
+//! read-only host does not link Automerge at all: nothing it can call
+//! reaches a document (for the edge's worker, that is most of its wasm and
+//! of the time a fresh isolate spends compiling it). Documents from a snapshot stay saved
 //! bytes (checked, not parsed) until a record is edited or a log entry
 //! extends it: a new client bootstrapping tens of thousands of records loads
 //! none of them, and persisting the replica writes the bytes back unchanged.
@@ -20,6 +23,7 @@
 //! consistency token.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -33,11 +37,86 @@ use crate::shard::{ShardCount, ShardId};
 use crate::snapshot::{DocsSection, Snapshot, SnapshotRecord};
 use crate::wire::{DecodeError, LogRange};
 
-/// Whether a replica keeps Automerge documents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplicaMode {
-    ReadOnly,
-    Merging,
+/// What a replica keeps besides its records: nothing ([`ReadOnly`]) or
+/// every record's Automerge document ([`Merging`]). Sealed: core's two
+/// modes are the only ones.
+pub trait ReplicaMode: Clone + Debug + Default + sealed::Sealed {
+    /// Takes a log entry's changes into its record's document.
+    fn apply_changes(&mut self, entry: &LogEntry, limits: &Limits);
+
+    /// The documents of a snapshot's section, checked as this mode keeps
+    /// them (a mode without documents skips the section unread).
+    fn from_section(docs: &DocsSection, limits: &Limits) -> Result<Self, DecodeError>;
+
+    /// The documents as a snapshot's section.
+    fn to_section(&self) -> DocsSection;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ReadOnly {}
+    impl Sealed for super::Merging {}
+}
+
+/// Records and vectors only (the edge).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOnly;
+
+impl ReplicaMode for ReadOnly {
+    fn apply_changes(&mut self, _: &LogEntry, _: &Limits) {}
+
+    fn from_section(_: &DocsSection, _: &Limits) -> Result<Self, DecodeError> {
+        Ok(Self)
+    }
+
+    fn to_section(&self) -> DocsSection {
+        DocsSection::encode(std::iter::empty())
+    }
+}
+
+/// Records, vectors and every record's document (the browser).
+#[derive(Clone, Debug, Default)]
+pub struct Merging {
+    docs: BTreeMap<RecordId, DocSlot>,
+}
+
+impl ReplicaMode for Merging {
+    fn apply_changes(&mut self, entry: &LogEntry, limits: &Limits) {
+        let mut doc = self
+            .docs
+            .remove(&entry.id)
+            .and_then(|slot| slot.into_doc(limits))
+            .unwrap_or_default();
+        let mut intact = true;
+        for change in &entry.changes {
+            intact &= doc.apply(change, limits).is_ok();
+        }
+        // The entry's materialized state is authoritative. A document that
+        // cannot take the writer's changes (or must queue them: it lacks
+        // history the writer had) would mislead local edits, so it is
+        // dropped; the next snapshot brings a whole one, and until then
+        // local edits start from an empty document, which still merges
+        // (fields are root keys). A document that took every change holds
+        // the writer's history, so it has the writer's state (comparing
+        // would cost a materialization per entry).
+        if intact && doc.pending_len() == 0 {
+            self.docs.insert(entry.id.clone(), DocSlot::Live(doc));
+        }
+    }
+
+    fn from_section(docs: &DocsSection, limits: &Limits) -> Result<Self, DecodeError> {
+        Ok(Self {
+            docs: docs
+                .decode_saved(limits)?
+                .into_iter()
+                .map(|(id, bytes)| (id, DocSlot::saved(bytes)))
+                .collect(),
+        })
+    }
+
+    fn to_section(&self) -> DocsSection {
+        DocsSection::encode(self.docs.iter().map(|(id, slot)| (id, slot.save())))
+    }
 }
 
 /// A live record as a replica serves it.
@@ -125,34 +204,27 @@ impl DocSlot {
 
 /// One shard of a replica.
 #[derive(Clone, Debug)]
-pub struct ReplicaShard {
+pub struct ReplicaShard<M: ReplicaMode> {
     collection: CollectionKey,
     shard: ShardId,
-    mode: ReplicaMode,
     limits: Limits,
     /// Whether records keep their vectors (see [`ReplicaShard::without_vectors`]).
     keep_vectors: bool,
     tidemark: Offset,
     records: BTreeMap<RecordId, ReplicaRecord>,
-    docs: BTreeMap<RecordId, DocSlot>,
+    docs: M,
 }
 
-impl ReplicaShard {
-    pub fn new(
-        collection: CollectionKey,
-        shard: ShardId,
-        mode: ReplicaMode,
-        limits: Limits,
-    ) -> Self {
+impl<M: ReplicaMode> ReplicaShard<M> {
+    pub fn new(collection: CollectionKey, shard: ShardId, limits: Limits) -> Self {
         Self {
             collection,
             shard,
-            mode,
             limits,
             keep_vectors: true,
             tidemark: Offset(0),
             records: BTreeMap::new(),
-            docs: BTreeMap::new(),
+            docs: M::default(),
         }
     }
 
@@ -186,11 +258,6 @@ impl ReplicaShard {
     /// Live records in id order.
     pub fn records(&self) -> impl Iterator<Item = (&RecordId, &ReplicaRecord)> {
         self.records.iter()
-    }
-
-    /// A record's document (merging replicas only), loaded on first use.
-    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
-        self.docs.get(id).and_then(|slot| slot.get(&self.limits))
     }
 
     fn check_origin(&self, collection: &CollectionKey, shard: ShardId) -> Result<(), ApplyError> {
@@ -249,28 +316,7 @@ impl ReplicaShard {
                 },
             );
         }
-        if self.mode == ReplicaMode::Merging {
-            let mut doc = self
-                .docs
-                .remove(&entry.id)
-                .and_then(|slot| slot.into_doc(&self.limits))
-                .unwrap_or_default();
-            let mut intact = true;
-            for change in &entry.changes {
-                intact &= doc.apply(change, &self.limits).is_ok();
-            }
-            // The entry's materialized state is authoritative. A document that
-            // cannot take the writer's changes (or must queue them: it lacks
-            // history the writer had) would mislead local edits, so it is
-            // dropped; the next snapshot brings a whole one, and until then
-            // local edits start from an empty document, which still merges
-            // (fields are root keys). A document that took every change holds
-            // the writer's history, so it has the writer's state (comparing
-            // would cost a materialization per entry).
-            if intact && doc.pending_len() == 0 {
-                self.docs.insert(entry.id.clone(), DocSlot::Live(doc));
-            }
-        }
+        self.docs.apply_changes(entry, &self.limits);
         self.tidemark = entry.offset.next();
     }
 
@@ -308,16 +354,7 @@ impl ReplicaShard {
         if snapshot.offset < self.tidemark {
             return Ok(false);
         }
-        let docs = match self.mode {
-            ReplicaMode::ReadOnly => BTreeMap::new(),
-            ReplicaMode::Merging => snapshot
-                .docs
-                .decode_saved(&self.limits)
-                .map_err(ApplyError::Docs)?
-                .into_iter()
-                .map(|(id, bytes)| (id, DocSlot::saved(bytes)))
-                .collect(),
-        };
+        let docs = M::from_section(&snapshot.docs, &self.limits).map_err(ApplyError::Docs)?;
         let keep_vectors = self.keep_vectors;
         self.records = records
             .map(|r| {
@@ -352,30 +389,35 @@ impl ReplicaShard {
                     vector: r.vector.clone(),
                 })
                 .collect(),
-            docs: DocsSection::encode(self.docs.iter().map(|(id, slot)| (id, slot.save()))),
+            docs: self.docs.to_section(),
             index_segment: None,
         }
     }
 }
 
-/// All shards of one collection.
-#[derive(Clone, Debug)]
-pub struct Replica {
-    collection: CollectionKey,
-    shard_count: ShardCount,
-    shards: Vec<ReplicaShard>,
+impl ReplicaShard<Merging> {
+    /// A record's document, loaded on first use.
+    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
+        self.docs
+            .docs
+            .get(id)
+            .and_then(|slot| slot.get(&self.limits))
+    }
 }
 
-impl Replica {
-    pub fn new(
-        collection: CollectionKey,
-        shard_count: ShardCount,
-        mode: ReplicaMode,
-        limits: Limits,
-    ) -> Self {
+/// All shards of one collection.
+#[derive(Clone, Debug)]
+pub struct Replica<M: ReplicaMode> {
+    collection: CollectionKey,
+    shard_count: ShardCount,
+    shards: Vec<ReplicaShard<M>>,
+}
+
+impl<M: ReplicaMode> Replica<M> {
+    pub fn new(collection: CollectionKey, shard_count: ShardCount, limits: Limits) -> Self {
         let shards = shard_count
             .shards()
-            .map(|shard| ReplicaShard::new(collection.clone(), shard, mode, limits.clone()))
+            .map(|shard| ReplicaShard::new(collection.clone(), shard, limits.clone()))
             .collect();
         Self {
             collection,
@@ -393,15 +435,15 @@ impl Replica {
     }
 
     /// `None` if `shard` is not a shard of this collection.
-    pub fn shard(&self, shard: ShardId) -> Option<&ReplicaShard> {
+    pub fn shard(&self, shard: ShardId) -> Option<&ReplicaShard<M>> {
         self.shards.get(shard.0 as usize)
     }
 
-    pub fn shard_mut(&mut self, shard: ShardId) -> Option<&mut ReplicaShard> {
+    pub fn shard_mut(&mut self, shard: ShardId) -> Option<&mut ReplicaShard<M>> {
         self.shards.get_mut(shard.0 as usize)
     }
 
-    pub fn shards(&self) -> &[ReplicaShard] {
+    pub fn shards(&self) -> &[ReplicaShard<M>] {
         &self.shards
     }
 
@@ -433,10 +475,6 @@ impl Replica {
         self.shard(self.shard_of(id)).and_then(|s| s.get(id))
     }
 
-    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
-        self.shard(self.shard_of(id)).and_then(|s| s.doc(id))
-    }
-
     pub fn tidemark(&self) -> Tidemark {
         Tidemark {
             shards: self.shards.iter().map(|s| (s.shard, s.tidemark)).collect(),
@@ -445,5 +483,12 @@ impl Replica {
 
     pub fn satisfies(&self, token: &ConsistencyToken) -> bool {
         self.tidemark().satisfies(token)
+    }
+}
+
+impl Replica<Merging> {
+    /// A record's document, loaded on first use.
+    pub fn doc(&self, id: &RecordId) -> Option<&RecordDoc> {
+        self.shard(self.shard_of(id)).and_then(|s| s.doc(id))
     }
 }

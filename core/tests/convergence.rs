@@ -16,7 +16,7 @@ mod sim;
 
 use sim::{CHAOS_STEPS, Sim, Stats};
 use tidemark_core::log::Offset;
-use tidemark_core::replica::{Replica, ReplicaMode};
+use tidemark_core::replica::{ReadOnly, Replica};
 use tidemark_core::shard::ShardId;
 use tidemark_core::wire::LogRange;
 
@@ -141,12 +141,7 @@ fn the_simulation_injects_faults_and_detects_divergence() {
     let log = |shard: ShardId| sim.writer.store.log(shard).to_vec();
     let busiest = sim.count().shards().max_by_key(|&s| log(s).len()).unwrap();
     assert!(!log(busiest).is_empty());
-    let mut replica = Replica::new(
-        sim.key.clone(),
-        sim.count(),
-        ReplicaMode::ReadOnly,
-        sim.limits.clone(),
-    );
+    let mut replica = Replica::<ReadOnly>::new(sim.key.clone(), sim.count(), sim.limits.clone());
     for shard in sim.count().shards() {
         let log = log(shard);
         let keep = if shard == busiest {
@@ -163,7 +158,7 @@ fn the_simulation_injects_faults_and_detects_divergence() {
             })
             .unwrap();
     }
-    sim.replicas[0] = replica;
+    sim.replicas[0] = Box::new(replica);
     let error = sim.check().unwrap_err();
     assert!(error.starts_with("replica 0 shard"), "{error}");
 }

@@ -8,14 +8,17 @@ use serde_json::{Value, json};
 use tidemark_core::ActorId;
 use tidemark_core::fields::JsonEdit;
 use tidemark_core::limits::{LimitError, Limits};
-use tidemark_core::log::{ConsistencyToken, Offset};
+use tidemark_core::log::{ConsistencyToken, LogEntry, Offset};
 use tidemark_core::model::{
     CollectionKey, CollectionName, CollectionSchema, Fields, Namespace, RecordId,
 };
 use tidemark_core::outbox::Outbox;
 use tidemark_core::record::RecordDoc;
-use tidemark_core::replica::{ApplyError, Progress, Replica, ReplicaMode, ReplicaShard};
+use tidemark_core::replica::{
+    ApplyError, Merging, Progress, ReadOnly, Replica, ReplicaMode, ReplicaShard,
+};
 use tidemark_core::shard::{ShardCount, ShardId};
+use tidemark_core::snapshot::Snapshot;
 use tidemark_core::vector::{Metric, VectorError};
 use tidemark_core::wire::{LogRange, WriteAck};
 use tidemark_core::writer::{Edit, RestoreError, WriteBatch, WriteError, WriteOp, WriterShard};
@@ -455,64 +458,66 @@ fn replica_applies_in_order_reports_gaps_and_satisfies_tokens() {
         token.merge(&out.token);
         log.extend(out.entries);
     }
-    for mode in [ReplicaMode::ReadOnly, ReplicaMode::Merging] {
-        let mut replica = Replica::new(key(), ShardCount::new(1).unwrap(), mode, Limits::default());
-        assert_eq!(
-            replica.apply_range(&range(&log, 2, 4)),
-            Ok(Progress::Gap {
-                missing: Offset(0)..Offset(2)
-            })
-        );
-        assert_eq!(replica.tidemark().get(ShardId(0)), Offset(0));
-        assert_eq!(
-            replica.apply_range(&range(&log, 0, 3)),
-            Ok(Progress::Applied {
-                applied: 3,
-                tidemark: Offset(3)
-            })
-        );
-        assert!(!replica.satisfies(&token));
-        // Overlapping range: the duplicates are skipped.
-        assert_eq!(
-            replica.apply_range(&range(&log, 1, 5)),
-            Ok(Progress::Applied {
-                applied: 2,
-                tidemark: Offset(5)
-            })
-        );
-        assert!(replica.satisfies(&token));
-        assert_eq!(
-            replica.get(&id("r4")).unwrap().fields,
-            fields(json!({"i": 4}))
-        );
-        assert_eq!(
-            replica.doc(&id("r4")).is_some(),
-            mode == ReplicaMode::Merging
-        );
+    follow_the_log::<ReadOnly>(&log, &token);
+    let merging = follow_the_log::<Merging>(&log, &token);
+    assert!(merging.doc(&id("r4")).is_some());
+}
 
-        let mut jumbled = range(&log, 0, 2);
-        jumbled.entries.swap(0, 1);
-        assert!(matches!(
-            replica.apply_range(&jumbled),
-            Err(ApplyError::NonConsecutive { .. })
-        ));
-        let mut foreign = range(&log, 0, 1);
-        foreign.shard = ShardId(3);
-        assert_eq!(
-            replica.apply_range(&foreign),
-            Err(ApplyError::NoSuchShard(ShardId(3)))
-        );
-        let mut foreign = range(&log, 0, 1);
-        foreign.collection = CollectionKey::new(
-            Namespace::new("acme").unwrap(),
-            CollectionName::new("other").unwrap(),
-        );
-        assert!(matches!(
-            replica.apply_range(&foreign),
-            Err(ApplyError::WrongShard { .. })
-        ));
-        assert_eq!(replica.tidemark().get(ShardId(0)), Offset(5));
-    }
+/// Applies `log` out of order, with overlaps and with bad ranges, checking
+/// each step; returns the replica at the end of the log.
+fn follow_the_log<M: ReplicaMode>(log: &[LogEntry], token: &ConsistencyToken) -> Replica<M> {
+    let mut replica = Replica::<M>::new(key(), ShardCount::new(1).unwrap(), Limits::default());
+    assert_eq!(
+        replica.apply_range(&range(log, 2, 4)),
+        Ok(Progress::Gap {
+            missing: Offset(0)..Offset(2)
+        })
+    );
+    assert_eq!(replica.tidemark().get(ShardId(0)), Offset(0));
+    assert_eq!(
+        replica.apply_range(&range(log, 0, 3)),
+        Ok(Progress::Applied {
+            applied: 3,
+            tidemark: Offset(3)
+        })
+    );
+    assert!(!replica.satisfies(token));
+    // Overlapping range: the duplicates are skipped.
+    assert_eq!(
+        replica.apply_range(&range(log, 1, 5)),
+        Ok(Progress::Applied {
+            applied: 2,
+            tidemark: Offset(5)
+        })
+    );
+    assert!(replica.satisfies(token));
+    assert_eq!(
+        replica.get(&id("r4")).unwrap().fields,
+        fields(json!({"i": 4}))
+    );
+    let mut jumbled = range(log, 0, 2);
+    jumbled.entries.swap(0, 1);
+    assert!(matches!(
+        replica.apply_range(&jumbled),
+        Err(ApplyError::NonConsecutive { .. })
+    ));
+    let mut foreign = range(log, 0, 1);
+    foreign.shard = ShardId(3);
+    assert_eq!(
+        replica.apply_range(&foreign),
+        Err(ApplyError::NoSuchShard(ShardId(3)))
+    );
+    let mut foreign = range(log, 0, 1);
+    foreign.collection = CollectionKey::new(
+        Namespace::new("acme").unwrap(),
+        CollectionName::new("other").unwrap(),
+    );
+    assert!(matches!(
+        replica.apply_range(&foreign),
+        Err(ApplyError::WrongShard { .. })
+    ));
+    assert_eq!(replica.tidemark().get(ShardId(0)), Offset(5));
+    replica
 }
 
 #[test]
@@ -535,12 +540,11 @@ fn replica_restarts_from_its_own_or_the_writers_snapshot() {
             .entries,
         );
     }
-    let mut replica = ReplicaShard::new(key(), ShardId(0), ReplicaMode::Merging, Limits::default());
+    let mut replica = ReplicaShard::<Merging>::new(key(), ShardId(0), Limits::default());
     replica.apply_range(&range(&log, 0, 2)).unwrap();
     let saved = replica.to_snapshot();
 
-    let mut restarted =
-        ReplicaShard::new(key(), ShardId(0), ReplicaMode::Merging, Limits::default());
+    let mut restarted = ReplicaShard::<Merging>::new(key(), ShardId(0), Limits::default());
     assert_eq!(restarted.load_snapshot(&saved), Ok(true));
     assert_eq!(restarted.tidemark(), Offset(2));
     restarted.apply_range(&range(&log, 0, 4)).unwrap();
@@ -549,7 +553,7 @@ fn replica_restarts_from_its_own_or_the_writers_snapshot() {
     assert_eq!(restarted.load_snapshot(&saved), Ok(false));
     assert_eq!(restarted.tidemark(), Offset(4));
 
-    let mut fresh = ReplicaShard::new(key(), ShardId(0), ReplicaMode::ReadOnly, Limits::default());
+    let mut fresh = ReplicaShard::<ReadOnly>::new(key(), ShardId(0), Limits::default());
     fresh.load_snapshot(&w.snapshot(None)).unwrap();
     assert_eq!(fresh.tidemark(), Offset(4));
     assert!(fresh.get(&id("r0")).is_none());
@@ -563,12 +567,7 @@ fn replica_restarts_from_its_own_or_the_writers_snapshot() {
 fn outbox_survives_restarts_and_retires_acked_writes() {
     let limits = Limits::default();
     let mut w = writer();
-    let mut replica = Replica::new(
-        key(),
-        ShardCount::new(1).unwrap(),
-        ReplicaMode::Merging,
-        limits.clone(),
-    );
+    let mut replica = Replica::<Merging>::new(key(), ShardCount::new(1).unwrap(), limits.clone());
     let mut outbox = Outbox::new(key(), &ActorId::from([5; 16]));
     let seq = outbox
         .write(
@@ -676,7 +675,7 @@ fn snapshot_documents_load_when_used_and_persist_unchanged() {
             .unwrap();
     }
     let snapshot = w.snapshot(None);
-    let mut replica = ReplicaShard::new(key(), ShardId(0), ReplicaMode::Merging, Limits::default());
+    let mut replica = ReplicaShard::<Merging>::new(key(), ShardId(0), Limits::default());
     replica.load_snapshot(&snapshot).unwrap();
     // Persisting before any document was used writes the writer's bytes back.
     assert_eq!(replica.to_snapshot().docs, snapshot.docs);
@@ -709,8 +708,7 @@ fn snapshot_documents_load_when_used_and_persist_unchanged() {
         replica.doc(&id("b")).unwrap().state(),
         w.doc(&id("b")).unwrap().state()
     );
-    let mut restarted =
-        ReplicaShard::new(key(), ShardId(0), ReplicaMode::Merging, Limits::default());
+    let mut restarted = ReplicaShard::<Merging>::new(key(), ShardId(0), Limits::default());
     restarted.load_snapshot(&replica.to_snapshot()).unwrap();
     for record in ["a", "b"] {
         assert_eq!(
@@ -726,7 +724,7 @@ fn snapshot_documents_load_when_used_and_persist_unchanged() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     damaged.docs = tidemark_core::snapshot::DocsSection::encode([(&id("a"), bytes)]);
-    let mut replica = ReplicaShard::new(key(), ShardId(0), ReplicaMode::Merging, Limits::default());
+    let mut replica = ReplicaShard::<Merging>::new(key(), ShardId(0), Limits::default());
     assert_eq!(replica.load_snapshot(&damaged), Ok(true));
     assert!(replica.doc(&id("a")).is_none());
     assert_eq!(
@@ -759,10 +757,8 @@ fn replicas_without_vectors_keep_fields_only() {
         .entries;
     let snapshot = w.snapshot(None);
     assert_eq!(snapshot.vector_of("a"), Some(&[0.6, 0.8][..]));
-    let edge = || {
-        ReplicaShard::new(key(), ShardId(0), ReplicaMode::ReadOnly, Limits::default())
-            .without_vectors()
-    };
+    let edge =
+        || ReplicaShard::<ReadOnly>::new(key(), ShardId(0), Limits::default()).without_vectors();
     let mut from_snapshot = edge();
     from_snapshot.load_snapshot(&snapshot).unwrap();
     let mut from_log = edge();
@@ -791,11 +787,11 @@ fn read_only_replicas_skip_the_documents_section() {
     // never notices, a reader that merges refuses the whole snapshot.
     snapshot.docs = tidemark_core::snapshot::DocsSection::encode([(&id("a"), b"junk".to_vec())]);
 
-    let mut edge = ReplicaShard::new(key(), ShardId(0), ReplicaMode::ReadOnly, Limits::default());
+    let mut edge = ReplicaShard::<ReadOnly>::new(key(), ShardId(0), Limits::default());
     assert_eq!(edge.load_snapshot(&snapshot), Ok(true));
     assert_eq!(edge.get(&id("a")).unwrap().fields, fields(json!({"k": 1})));
 
-    let mut browser = ReplicaShard::new(key(), ShardId(0), ReplicaMode::Merging, Limits::default());
+    let mut browser = ReplicaShard::<Merging>::new(key(), ShardId(0), Limits::default());
     assert!(matches!(
         browser.load_snapshot(&snapshot),
         Err(ApplyError::Docs(_))
@@ -808,12 +804,7 @@ fn read_only_replicas_skip_the_documents_section() {
 fn damaged_outbox_bytes_are_typed_errors() {
     use tidemark_core::wire::DecodeError;
     let limits = Limits::default();
-    let replica = Replica::new(
-        key(),
-        ShardCount::new(1).unwrap(),
-        ReplicaMode::Merging,
-        limits.clone(),
-    );
+    let replica = Replica::<Merging>::new(key(), ShardCount::new(1).unwrap(), limits.clone());
     let mut outbox = Outbox::new(key(), &ActorId::from([5; 16]));
     outbox
         .write(
@@ -873,34 +864,44 @@ fn a_snapshot_taken_whole_loads_as_a_borrowed_one_does() {
     )
     .unwrap();
     let snapshot = w.snapshot(None);
-    for mode in [ReplicaMode::ReadOnly, ReplicaMode::Merging] {
-        let new = || ReplicaShard::new(key(), ShardId(0), mode, Limits::default());
-        for keep in [true, false] {
-            let shape = |r: ReplicaShard| if keep { r } else { r.without_vectors() };
-            let (mut borrowed, mut owned) = (shape(new()), shape(new()));
-            assert_eq!(borrowed.load_snapshot(&snapshot), Ok(true));
-            assert_eq!(owned.load_snapshot_owned(snapshot.clone()), Ok(true));
-            assert_eq!(owned.tidemark(), snapshot.offset);
-            let all = |r: &ReplicaShard| {
-                r.records()
-                    .map(|(id, r)| (id.clone(), r.clone()))
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(
-                all(&owned),
-                all(&borrowed),
-                "{mode:?}, vectors kept: {keep}"
-            );
-            assert_eq!(
-                owned.doc(&id("a")).map(|d| d.state()),
-                borrowed.doc(&id("a")).map(|d| d.state())
-            );
-            // A snapshot behind the replica changes nothing, taken or not.
-            let mut stale = snapshot.clone();
-            stale.offset = Offset(0);
-            stale.records.clear();
-            assert_eq!(owned.load_snapshot_owned(stale), Ok(false));
-            assert_eq!(all(&owned), all(&borrowed));
-        }
+    for keep in [true, false] {
+        load_both_ways::<ReadOnly>(&snapshot, keep);
+        let (owned, borrowed) = load_both_ways::<Merging>(&snapshot, keep);
+        let state = |r: &ReplicaShard<Merging>| r.doc(&id("a")).map(|d| d.state());
+        assert!(state(&owned).is_some());
+        assert_eq!(state(&owned), state(&borrowed));
     }
+}
+
+/// Loads `snapshot` into two fresh replicas, one taking it whole and one
+/// borrowing it, checks they hold the same records, and returns them.
+fn load_both_ways<M: ReplicaMode>(
+    snapshot: &Snapshot,
+    keep_vectors: bool,
+) -> (ReplicaShard<M>, ReplicaShard<M>) {
+    let new = || {
+        let replica = ReplicaShard::<M>::new(key(), ShardId(0), Limits::default());
+        if keep_vectors {
+            replica
+        } else {
+            replica.without_vectors()
+        }
+    };
+    let (mut borrowed, mut owned) = (new(), new());
+    assert_eq!(borrowed.load_snapshot(snapshot), Ok(true));
+    assert_eq!(owned.load_snapshot_owned(snapshot.clone()), Ok(true));
+    assert_eq!(owned.tidemark(), snapshot.offset);
+    let all = |r: &ReplicaShard<M>| {
+        r.records()
+            .map(|(id, r)| (id.clone(), r.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all(&owned), all(&borrowed), "vectors kept: {keep_vectors}");
+    // A snapshot behind the replica changes nothing, taken or not.
+    let mut stale = snapshot.clone();
+    stale.offset = Offset(0);
+    stale.records.clear();
+    assert_eq!(owned.load_snapshot_owned(stale), Ok(false));
+    assert_eq!(all(&owned), all(&borrowed));
+    (owned, borrowed)
 }

@@ -12,7 +12,7 @@ use tidemark_core::log::{ConsistencyToken, LogEntry, Offset};
 use tidemark_core::model::{
     CollectionKey, CollectionName, CollectionSchema, Fields, Namespace, RecordId,
 };
-use tidemark_core::replica::{Replica, ReplicaMode};
+use tidemark_core::replica::{Merging, Replica};
 use tidemark_core::shard::{ShardCount, ShardId};
 use tidemark_core::snapshot::{DocsSection, Snapshot, SnapshotRecord};
 use tidemark_core::snapshot_stream::{
@@ -233,7 +233,7 @@ fn unsigned_frames_decode_but_do_not_verify() {
 /// that decodes is applied, so "no state change" is checked end to end.
 struct Receivers {
     writer: WriterShard,
-    replica: Replica,
+    replica: Replica<Merging>,
 }
 
 impl Receivers {
@@ -252,7 +252,7 @@ impl Receivers {
             }],
         };
         let out = writer.apply(&put, &ActorId::from([1; 16]), 0).unwrap();
-        let mut replica = Replica::new(key(), count, ReplicaMode::Merging, limits);
+        let mut replica = Replica::<Merging>::new(key(), count, limits);
         replica
             .apply_range(&LogRange {
                 collection: key(),

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tidemark_core::limits::Limits;
 use tidemark_core::log::{LogEntry, Offset};
 use tidemark_core::model::{CollectionKey, CollectionSchema, Fields, RecordId};
-use tidemark_core::replica::{ApplyError, Progress, ReplicaMode, ReplicaRecord, ReplicaShard};
+use tidemark_core::replica::{ApplyError, Progress, ReadOnly, ReplicaRecord, ReplicaShard};
 use tidemark_core::shard::ShardId;
 use tidemark_core::snapshot::{Snapshot, SnapshotRecord};
 use tidemark_core::snapshot_stream::{SnapshotHead, SnapshotSink, SnapshotTail};
@@ -30,7 +30,7 @@ use crate::error::EdgeError;
 const RECORD_OVERHEAD: usize = 96;
 
 pub struct EdgeShard {
-    replica: ReplicaShard,
+    replica: ReplicaShard<ReadOnly>,
     index: ShardIndex,
     /// Approximate heap bytes of the replica's records (the index reports its own).
     record_bytes: usize,
@@ -62,8 +62,8 @@ fn json_cost(value: &Value) -> usize {
 /// Records keep their vectors only where the index will not hold them in
 /// f32: under int8-only precision the sealed segment drops its f32 (the
 /// fresh segment keeps f32 whatever the precision).
-fn replica(key: CollectionKey, shard: ShardId, precision: Precision) -> ReplicaShard {
-    let replica = ReplicaShard::new(key, shard, ReplicaMode::ReadOnly, Limits::default());
+fn replica(key: CollectionKey, shard: ShardId, precision: Precision) -> ReplicaShard<ReadOnly> {
+    let replica = ReplicaShard::new(key, shard, Limits::default());
     if precision == Precision::Int8 {
         replica
     } else {
@@ -102,7 +102,7 @@ impl EdgeShard {
         }
     }
 
-    pub fn replica(&self) -> &ReplicaShard {
+    pub fn replica(&self) -> &ReplicaShard<ReadOnly> {
         &self.replica
     }
 

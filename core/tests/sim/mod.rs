@@ -5,15 +5,17 @@
 use serde_json::{Value, json};
 use tidemark_core::fields::JsonEdit;
 use tidemark_core::limits::Limits;
-use tidemark_core::log::{ConsistencyToken, Offset};
+use tidemark_core::log::{ConsistencyToken, Offset, Tidemark};
 use tidemark_core::log_store::{LogStore, MemoryLogStore, read_range};
 use tidemark_core::model::{
     CollectionKey, CollectionName, CollectionSchema, Fields, Namespace, RecordId,
 };
 use tidemark_core::outbox::Outbox;
-use tidemark_core::replica::{Progress, Replica, ReplicaMode};
+use tidemark_core::replica::{
+    ApplyError, Merging, Progress, ReadOnly, Replica, ReplicaMode, ReplicaShard,
+};
 use tidemark_core::shard::{ShardCount, ShardId};
-use tidemark_core::snapshot::SnapshotRecord;
+use tidemark_core::snapshot::{Snapshot, SnapshotRecord};
 use tidemark_core::vector::Metric;
 use tidemark_core::wire::{self, Invalidation, LogRange, Message, WriteAck};
 use tidemark_core::writer::{Edit, WriteBatch, WriteOp, WriterShard};
@@ -74,8 +76,55 @@ pub struct Writer {
 
 struct Client {
     outbox: Outbox,
-    replica: Replica,
+    replica: Replica<Merging>,
     online: bool,
+}
+
+/// What the simulation does with a replica of either mode.
+pub trait Follower {
+    fn tidemark(&self) -> Tidemark;
+    fn apply_range(&mut self, range: &LogRange) -> Result<Progress, ApplyError>;
+    fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError>;
+    /// Each shard's live records, in id order.
+    fn records(&self) -> Vec<Vec<SnapshotRecord>>;
+    /// Each shard's state as a snapshot (what a replica persists).
+    fn snapshots(&self) -> Vec<Snapshot>;
+}
+
+impl<M: ReplicaMode> Follower for Replica<M> {
+    fn tidemark(&self) -> Tidemark {
+        Replica::tidemark(self)
+    }
+
+    fn apply_range(&mut self, range: &LogRange) -> Result<Progress, ApplyError> {
+        Replica::apply_range(self, range)
+    }
+
+    fn load_snapshot(&mut self, snapshot: &Snapshot) -> Result<bool, ApplyError> {
+        Replica::load_snapshot(self, snapshot)
+    }
+
+    fn records(&self) -> Vec<Vec<SnapshotRecord>> {
+        self.shards().iter().map(shard_records).collect()
+    }
+
+    fn snapshots(&self) -> Vec<Snapshot> {
+        self.shards()
+            .iter()
+            .map(ReplicaShard::to_snapshot)
+            .collect()
+    }
+}
+
+fn shard_records<M: ReplicaMode>(shard: &ReplicaShard<M>) -> Vec<SnapshotRecord> {
+    shard
+        .records()
+        .map(|(id, r)| SnapshotRecord {
+            id: id.clone(),
+            fields: r.fields.clone(),
+            vector: r.vector.clone(),
+        })
+        .collect()
 }
 
 pub struct Sim {
@@ -87,7 +136,9 @@ pub struct Sim {
     signing: SigningKey,
     verifying: VerifyingKey,
     pub writer: Writer,
-    pub replicas: Vec<Replica>,
+    /// Even-numbered read replicas are edges (read-only), odd ones keep
+    /// documents.
+    pub replicas: Vec<Box<dyn Follower>>,
     /// Each read replica's last persisted state (its own snapshots, encoded).
     saved: Vec<Option<Vec<Vec<u8>>>>,
     clients: Vec<Client>,
@@ -109,12 +160,18 @@ pub struct Stats {
     pub snapshots_loaded: usize,
 }
 
-/// Even-numbered read replicas are edges (read-only), odd ones keep documents.
-fn replica_mode(i: usize) -> ReplicaMode {
+/// Read replica `i`, empty: even-numbered ones are edges (read-only), odd
+/// ones keep documents.
+fn new_replica(
+    i: usize,
+    key: &CollectionKey,
+    count: ShardCount,
+    limits: &Limits,
+) -> Box<dyn Follower> {
     if i.is_multiple_of(2) {
-        ReplicaMode::ReadOnly
+        Box::new(Replica::<ReadOnly>::new(key.clone(), count, limits.clone()))
     } else {
-        ReplicaMode::Merging
+        Box::new(Replica::<Merging>::new(key.clone(), count, limits.clone()))
     }
 }
 
@@ -163,13 +220,13 @@ impl Sim {
                 store: MemoryLogStore::new(),
             },
             replicas: (0..REPLICAS)
-                .map(|i| Replica::new(key.clone(), count, replica_mode(i), limits.clone()))
+                .map(|i| new_replica(i, &key, count, &limits))
                 .collect(),
             saved: vec![None; REPLICAS],
             clients: (0..CLIENTS)
                 .map(|i| Client {
                     outbox: Outbox::new(key.clone(), &ActorId::from([i as u8 + 1; 16])),
-                    replica: Replica::new(key.clone(), count, ReplicaMode::Merging, limits.clone()),
+                    replica: Replica::new(key.clone(), count, limits.clone()),
                     online: true,
                 })
                 .collect(),
@@ -347,9 +404,9 @@ impl Sim {
         }
     }
 
-    fn replica_of(&mut self, peer: Peer) -> &mut Replica {
+    fn replica_of(&mut self, peer: Peer) -> &mut dyn Follower {
         match peer {
-            Peer::Replica(i) => &mut self.replicas[i],
+            Peer::Replica(i) => self.replicas[i].as_mut(),
             Peer::Client(i) => &mut self.clients[i].replica,
         }
     }
@@ -486,12 +543,7 @@ impl Sim {
         let outbox =
             Outbox::from_bytes(&bytes, &self.limits).map_err(|e| format!("outbox: {e}"))?;
         let saved = encode_replica(&self.clients[i].replica, &self.signing);
-        let mut replica = Replica::new(
-            self.key.clone(),
-            self.count(),
-            ReplicaMode::Merging,
-            self.limits.clone(),
-        );
+        let mut replica = Replica::new(self.key.clone(), self.count(), self.limits.clone());
         load_replica(&mut replica, &saved, &self.verifying, &self.limits)?;
         self.clients[i].outbox = outbox;
         self.clients[i].replica = replica;
@@ -504,16 +556,11 @@ impl Sim {
     /// snapshots, the writer's, or nothing.
     fn replica_restart(&mut self, i: usize) -> Result<(), String> {
         self.stats.replica_restarts += 1;
-        let mut replica = Replica::new(
-            self.key.clone(),
-            self.count(),
-            replica_mode(i),
-            self.limits.clone(),
-        );
+        let mut replica = new_replica(i, &self.key, self.count(), &self.limits);
         match self.rng.below(3) {
             0 => {
                 if let Some(saved) = &self.saved[i] {
-                    load_replica(&mut replica, saved, &self.verifying, &self.limits)?;
+                    load_replica(replica.as_mut(), saved, &self.verifying, &self.limits)?;
                 }
             }
             1 => {
@@ -575,7 +622,7 @@ impl Sim {
             }
             90..=91 => {
                 let i = self.rng.below(REPLICAS);
-                self.saved[i] = Some(encode_replica(&self.replicas[i], &self.signing));
+                self.saved[i] = Some(encode_replica(self.replicas[i].as_ref(), &self.signing));
             }
             92..=93 => {
                 let i = self.rng.below(REPLICAS);
@@ -639,13 +686,14 @@ impl Sim {
 
     fn quiet(&self) -> bool {
         let heads: Vec<Offset> = self.writer.shards.iter().map(|s| s.head()).collect();
-        let caught_up = |r: &Replica| {
-            r.shards()
-                .iter()
+        let caught_up = |r: &dyn Follower| {
+            let tidemark = r.tidemark();
+            self.count()
+                .shards()
                 .zip(&heads)
-                .all(|(s, head)| s.tidemark() == *head)
+                .all(|(s, head)| tidemark.get(s) == *head)
         };
-        self.replicas.iter().all(caught_up)
+        self.replicas.iter().all(|r| caught_up(r.as_ref()))
             && self
                 .clients
                 .iter()
@@ -660,27 +708,18 @@ impl Sim {
             .iter()
             .map(|s| s.live_records())
             .collect();
-        let compare = |name: String, replica: &Replica| -> Result<(), String> {
-            for (shard, want) in replica.shards().iter().zip(&expected) {
-                let got: Vec<SnapshotRecord> = shard
-                    .records()
-                    .map(|(id, r)| SnapshotRecord {
-                        id: id.clone(),
-                        fields: r.fields.clone(),
-                        vector: r.vector.clone(),
-                    })
-                    .collect();
-                if &got != want {
+        let compare = |name: String, replica: &dyn Follower| -> Result<(), String> {
+            for (shard, (got, want)) in replica.records().iter().zip(&expected).enumerate() {
+                if got != want {
                     return Err(format!(
-                        "{name} shard {} diverged:\n  replica {got:?}\n  writer  {want:?}",
-                        shard.shard()
+                        "{name} shard {shard} diverged:\n  replica {got:?}\n  writer  {want:?}"
                     ));
                 }
             }
             Ok(())
         };
         for (i, replica) in self.replicas.iter().enumerate() {
-            compare(format!("replica {i}"), replica)?;
+            compare(format!("replica {i}"), replica.as_ref())?;
         }
         for (i, client) in self.clients.iter().enumerate() {
             compare(format!("client {i}"), &client.replica)?;
@@ -741,16 +780,16 @@ fn copy(packet: &Packet) -> Option<Packet> {
 }
 
 /// A replica's state as the frames it would persist (one snapshot per shard).
-fn encode_replica(replica: &Replica, key: &SigningKey) -> Vec<Vec<u8>> {
+fn encode_replica(replica: &dyn Follower, key: &SigningKey) -> Vec<Vec<u8>> {
     replica
-        .shards()
-        .iter()
-        .map(|s| wire::encode_signed(&Message::Snapshot(s.to_snapshot()), key))
+        .snapshots()
+        .into_iter()
+        .map(|s| wire::encode_signed(&Message::Snapshot(s), key))
         .collect()
 }
 
 fn load_replica(
-    replica: &mut Replica,
+    replica: &mut dyn Follower,
     saved: &[Vec<u8>],
     key: &VerifyingKey,
     limits: &Limits,
