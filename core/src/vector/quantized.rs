@@ -63,28 +63,75 @@ pub struct QuantizedQuery {
     l1_norm: f32,
 }
 
-/// `(|x|², |x|₁)`.
-fn norms(vector: &[f32]) -> (f32, f32) {
-    (
-        kernels::dot(vector, vector),
-        vector.iter().map(|x| x.abs()).sum(),
-    )
-}
-
 /// Writes the codes of `vector` into `out` and returns its scale.
 pub fn quantize_into(vector: &[f32], out: &mut [i8]) -> f32 {
-    let max = vector.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    quantize_with_max(vector, max_and_l1(vector).0, out)
+}
+
+/// A row's codes, scale, squared norm and L1 norm. The maximum and the L1
+/// norm come from one pass in lanes ([`max_and_l1`]): a replica quantizes
+/// every row of an unsealed snapshot as it loads, and sequential folds were
+/// most of that time.
+fn quantize_row(vector: &[f32], out: &mut [i8]) -> (f32, f32, f32) {
+    let (max, l1_norm) = max_and_l1(vector);
+    let scale = quantize_with_max(vector, max, out);
+    (scale, kernels::dot(vector, vector), l1_norm)
+}
+
+/// [`quantize_into`] with `max = max |x_i|` known.
+fn quantize_with_max(vector: &[f32], max: f32, out: &mut [i8]) -> f32 {
     if max == 0.0 {
         out.fill(0);
         return 0.0;
     }
     let inverse = 127.0 / max;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let done = simd128::codes(vector, inverse, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let done = 0;
     // `round_ties_even` is one instruction (wasm `f32.nearest`, x86
     // `roundss`); `round` is a call. Either is within half a step.
-    for (code, x) in out.iter_mut().zip(vector) {
+    for (code, x) in out[done..].iter_mut().zip(&vector[done..]) {
         *code = (x * inverse).round_ties_even().clamp(-127.0, 127.0) as i8;
     }
     max / 127.0
+}
+
+/// The codes loop in wasm SIMD, which LLVM does not make of the scalar one
+/// (its saturating `as i8` stays a scalar sequence per element).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use core::arch::wasm32::{
+        f32x4_mul, f32x4_nearest, f32x4_splat, i8x16_narrow_i16x8, i16x8_narrow_i32x4,
+        i32x4_trunc_sat_f32x4, v128, v128_load, v128_store,
+    };
+
+    /// Writes the codes of the first `16·⌊n/16⌋` components (the same as
+    /// the scalar loop's: every `|x·inverse|` is at most 127 plus rounding,
+    /// so the saturating narrows clamp exactly where it does) and returns
+    /// how many it wrote.
+    pub fn codes(vector: &[f32], inverse: f32, out: &mut [i8]) -> usize {
+        let n = vector.len().min(out.len()) / 16 * 16;
+        let scale = f32x4_splat(inverse);
+        let lane = |i: usize| {
+            // SAFETY: `i + 4 <= n <= vector.len()`; v128_load has no
+            // alignment requirement.
+            let x = unsafe { v128_load(vector.as_ptr().add(i).cast::<v128>()) };
+            i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(x, scale)))
+        };
+        for i in (0..n).step_by(16) {
+            let low = i16x8_narrow_i32x4(lane(i), lane(i + 4));
+            let high = i16x8_narrow_i32x4(lane(i + 8), lane(i + 12));
+            // SAFETY: `i + 16 <= n <= out.len()`; no alignment requirement.
+            unsafe {
+                v128_store(
+                    out.as_mut_ptr().add(i).cast::<v128>(),
+                    i8x16_narrow_i16x8(low, high),
+                );
+            }
+        }
+        n
+    }
 }
 
 impl QuantizedQuery {
@@ -219,8 +266,7 @@ impl QuantizedVectors {
         debug_assert_eq!(vector.len(), self.dim);
         let start = self.codes.len();
         self.codes.resize(start + self.dim, 0);
-        let scale = quantize_into(vector, &mut self.codes[start..]);
-        let (norm_squared, l1_norm) = norms(vector);
+        let (scale, norm_squared, l1_norm) = quantize_row(vector, &mut self.codes[start..]);
         self.largest.include(scale, norm_squared, l1_norm);
         self.scales.push(scale);
         self.norms_squared.push(norm_squared);
@@ -230,8 +276,7 @@ impl QuantizedVectors {
     /// Replaces vector `index`.
     pub fn set(&mut self, index: usize, vector: &[f32]) {
         let row = &mut self.codes[index * self.dim..(index + 1) * self.dim];
-        let scale = quantize_into(vector, row);
-        let (norm_squared, l1_norm) = norms(vector);
+        let (scale, norm_squared, l1_norm) = quantize_row(vector, row);
         self.largest.include(scale, norm_squared, l1_norm);
         self.scales[index] = scale;
         self.norms_squared[index] = norm_squared;
@@ -514,6 +559,30 @@ mod tests {
             }
             let found = exact_top_k(&codes, metric, &QuantizedQuery::new(&query), k, |_| true, f32_distance);
             prop_assert_eq!(found, scan.into_sorted_vec());
+        }
+    }
+
+    proptest! {
+        /// Codes are each component scaled to ±127 and rounded half to
+        /// even, whatever loop writes them (wasm's SIMD one covers the first
+        /// multiple of 16), and the norms are the vector's.
+        #[test]
+        fn rows_quantize_as_the_scalar_definition_says(
+            row in (1usize..100).prop_flat_map(|n| prop::collection::vec(-3.0f32..3.0, n)),
+        ) {
+            let mut codes = vec![0i8; row.len()];
+            let (scale, norm_squared, l1_norm) = quantize_row(&row, &mut codes);
+            let max = row.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let inverse = 127.0 / max;
+            let expected: Vec<i8> = row
+                .iter()
+                .map(|x| (x * inverse).round_ties_even().clamp(-127.0, 127.0) as i8)
+                .collect();
+            prop_assert_eq!(codes, expected);
+            prop_assert_eq!(scale, max / 127.0);
+            prop_assert_eq!(norm_squared, kernels::dot(&row, &row));
+            let l1: f32 = row.iter().map(|x| x.abs()).sum();
+            prop_assert!((l1_norm - l1).abs() <= 1e-5 * l1.max(1.0), "{l1_norm} vs {l1}");
         }
     }
 
