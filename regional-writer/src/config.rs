@@ -63,6 +63,16 @@ pub struct Config {
         global = true
     )]
     pub webhooks: Vec<String>,
+
+    /// Megabytes of recent snapshot bodies kept in memory, so that replicas
+    /// bootstrapping from the same snapshot do not each read it from disk.
+    #[arg(
+        long,
+        env = "TIDEMARK_SNAPSHOT_CACHE_MB",
+        default_value_t = 256,
+        global = true
+    )]
+    pub snapshot_cache_mb: usize,
 }
 
 #[derive(Debug, Clone, Args)]

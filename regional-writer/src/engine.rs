@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, RwLock};
 
+use axum::body::Bytes;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -42,6 +43,7 @@ use tidemark_core::writer::{WriteBatch, WriteError, WriterShard};
 use tokio::sync::{broadcast, watch};
 
 use crate::sealer::{Sealer, SealerError};
+use crate::snapshot_cache::SnapshotCache;
 use crate::store::{
     CollectionRow, CommitError, Committer, LogRow, ShardKey, SnapshotRow, SqliteStore, Store,
     StoreError, WriteSet,
@@ -210,15 +212,19 @@ pub struct Engine {
     limits: Limits,
     invalidations: broadcast::Sender<Invalidation>,
     sealer: Sealer,
+    snapshots: SnapshotCache,
 }
 
 impl Engine {
     /// Opens the store under `data_dir`, rebuilds every shard, starts the
     /// committer.
+    /// `snapshot_cache` bytes of recent snapshot bodies are kept in memory
+    /// (see [`SnapshotCache`]).
     pub fn open(
         data_dir: &std::path::Path,
         signing: SigningKey,
         limits: Limits,
+        snapshot_cache: usize,
     ) -> Result<Self, EngineError> {
         let store = SqliteStore::open(data_dir)?;
         let reader = store.reader()?;
@@ -238,6 +244,7 @@ impl Engine {
             limits,
             invalidations,
             sealer: Sealer::start()?,
+            snapshots: SnapshotCache::new(snapshot_cache),
         })
     }
 
@@ -599,17 +606,22 @@ impl Engine {
         &self,
         key: &CollectionKey,
         shard: u32,
-    ) -> Result<(Vec<u8>, u64), EngineError> {
+    ) -> Result<(Bytes, u64), EngineError> {
         let collection = self.collection(key)?;
         let i = collection.shard_index(shard)?;
         let skey = shard_key(key, ShardId(shard));
+        if let Some(held) = self.snapshots.get(&skey) {
+            return Ok(held);
+        }
         let stored = {
             let skey = skey.clone();
             self.blocking_read(move |r| r.latest_snapshot(&skey))
                 .await?
         };
         if let Some(row) = stored {
-            return Ok((row.body, row.offset));
+            let body = Bytes::from(row.body);
+            self.snapshots.put(&skey, row.offset, body.clone());
+            return Ok((body, row.offset));
         }
         // None yet: answer now with an unsealed snapshot (replicas then scan
         // exactly); the background task seals the shard once it is due.
@@ -653,7 +665,7 @@ impl Engine {
         i: usize,
         mut snapshot: Snapshot,
         seal: bool,
-    ) -> Result<(Vec<u8>, u64), EngineError> {
+    ) -> Result<(Bytes, u64), EngineError> {
         let at = snapshot.offset.0;
         let segment = if seal {
             self.seal(collection, &snapshot).await?
@@ -681,6 +693,8 @@ impl Engine {
                 ..WriteSet::default()
             })
             .await?;
+        let body = Bytes::from(body);
+        self.snapshots.put(&key, at, body.clone());
 
         let mut shard = collection.shards[i].lock().await;
         if let Some(segment) = segment {

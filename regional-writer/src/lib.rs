@@ -30,5 +30,6 @@ pub mod keys;
 pub mod metrics;
 pub mod sealer;
 pub mod server;
+pub mod snapshot_cache;
 pub mod store;
 pub mod webhooks;

@@ -72,7 +72,12 @@ impl AppState {
             Some(hex) => keys::parse_public(hex)?,
             None => keys.issuer.verifying_key(),
         };
-        let engine = Engine::open(&config.data_dir, keys.writer.clone(), Limits::default())?;
+        let engine = Engine::open(
+            &config.data_dir,
+            keys.writer.clone(),
+            Limits::default(),
+            config.snapshot_cache_mb << 20,
+        )?;
         Ok(Self {
             config: Arc::new(config),
             keys: Arc::new(keys),
