@@ -384,8 +384,8 @@ impl LocalCollection {
                 let stale: Vec<String> = segment
                     .ids()
                     .iter()
-                    .filter(|id| !fields.contains_key(id.as_str()))
-                    .cloned()
+                    .filter(|id| !fields.contains_key(*id))
+                    .map(str::to_owned)
                     .collect();
                 let mut index = ShardIndex::from_sealed(segment, fields);
                 for id in stale {

@@ -186,11 +186,7 @@ impl HnswSegment {
             dim,
             seed: options.seed,
             ef_construction: options.ef_construction,
-            ids: parts
-                .points
-                .iter()
-                .map(|&row| ids[row as usize].to_string())
-                .collect(),
+            ids: parts.points.iter().map(|&row| ids[row as usize]).collect(),
             vectors,
             quantized: None,
             layers,

@@ -34,6 +34,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use super::id_list::IdList;
 use super::metric::Metric;
 use super::quantized::{self, QuantizedQuery, QuantizedVectors};
 use super::topk::{Scored, TopK};
@@ -96,7 +97,7 @@ pub struct HnswSegment {
     pub(crate) seed: u64,
     pub(crate) ef_construction: u32,
     /// Record id of each point, in graph order.
-    pub(crate) ids: Vec<String>,
+    pub(crate) ids: IdList,
     /// `len × dim` prepared vectors in graph order; empty under [`Precision::Int8`].
     pub(crate) vectors: Vec<f32>,
     pub(crate) quantized: Option<QuantizedVectors>,
@@ -144,13 +145,13 @@ impl HnswSegment {
         self.seed
     }
 
-    /// Record ids in graph order: point `i` is `ids()[i]`.
-    pub fn ids(&self) -> &[String] {
+    /// Record ids in graph order: point `i` is `ids().get(i)`.
+    pub fn ids(&self) -> &IdList {
         &self.ids
     }
 
     pub fn id(&self, point: u32) -> &str {
-        &self.ids[point as usize]
+        self.ids.get(point as usize)
     }
 
     pub fn precision(&self) -> Precision {
@@ -185,7 +186,7 @@ impl HnswSegment {
                 .iter()
                 .map(Adjacency::memory_bytes)
                 .sum::<usize>()
-            + self.ids.iter().map(|id| id.len() + 24).sum::<usize>()
+            + self.ids.memory_bytes()
     }
 
     /// Converts the segment's storage. Quantizing needs the f32 vectors (a

@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::field_column::FieldColumn;
 use super::fresh_segment::FreshSegment;
 use super::hnsw_segment::{HnswSegment, Precision};
+use super::id_list::IdList;
 use super::metric::Metric;
 use super::segment_codec::{DecodeError, MAX_ID_BYTES, SegmentDecoder};
 use super::shard_index::{IngestError, ShardIndex};
@@ -34,7 +35,7 @@ use super::shard_index::{IngestError, ShardIndex};
 pub struct IndexLoader {
     metric: Metric,
     dim: usize,
-    ids: Vec<String>,
+    ids: IdList,
     fields: FieldColumn,
     /// `ids.len() × dim` prepared vectors, in the order they were pushed.
     vectors: Vec<f32>,
@@ -46,7 +47,7 @@ impl IndexLoader {
         Self {
             metric,
             dim,
-            ids: Vec::with_capacity(records),
+            ids: IdList::with_capacity(records),
             fields: {
                 let mut fields = FieldColumn::default();
                 fields.reserve_exact(records);
@@ -72,7 +73,7 @@ impl IndexLoader {
         }
         self.metric.validate(vector, self.dim)?;
         self.metric.prepare_into(vector, &mut self.vectors);
-        self.ids.push(id.to_owned());
+        self.ids.push(id);
         self.fields.push(fields);
         Ok(())
     }
@@ -91,7 +92,7 @@ impl IndexLoader {
             let mut index = ShardIndex::new(self.metric, self.dim);
             index.set_fresh(FreshSegment::from_rows(
                 self.dim,
-                self.ids,
+                self.ids.iter().map(str::to_owned).collect(),
                 self.fields,
                 self.vectors,
             ));
@@ -126,19 +127,20 @@ impl IndexLoader {
             .ids
             .iter()
             .enumerate()
-            .map(|(row, id)| (id.as_str(), row as u32))
+            .map(|(row, id)| (id, row as u32))
             .collect();
-        let points = decoder.head().map_or(&[][..], HnswSegment::ids);
+        let empty = IdList::default();
+        let points = decoder.head().map_or(&empty, HnswSegment::ids);
         let mut order = Vec::with_capacity(points.len());
         let mut used = vec![false; self.ids.len()];
         for id in points {
-            match row_of.get(id.as_str()) {
+            match row_of.get(id) {
                 Some(&row) if !used[row as usize] => {
                     used[row as usize] = true;
                     order.push(row);
                 }
                 Some(_) => return Err(DecodeError::Malformed("a point id repeats")),
-                None => return Err(DecodeError::MissingVector(id.clone())),
+                None => return Err(DecodeError::MissingVector(id.to_owned())),
             }
         }
         drop(row_of);
@@ -152,7 +154,7 @@ impl IndexLoader {
         for (row, _) in used.iter().enumerate().filter(|(_, used)| !**used) {
             let fields = self.fields.take(row);
             fresh.upsert(
-                &self.ids[row],
+                self.ids.get(row),
                 &self.vectors[row * dim..(row + 1) * dim],
                 fields,
             );
@@ -197,14 +199,14 @@ impl IndexLoader {
             .ids()
             .iter()
             .enumerate()
-            .map(|(point, id)| (id.as_str(), point as u32))
+            .map(|(point, id)| (id, point as u32))
             .collect();
         let mut sealed_fields: Vec<Value> = vec![Value::Null; segment.len()];
         let mut live = vec![false; segment.len()];
         let mut fresh_rows = Vec::new();
         for (row, id) in self.ids.iter().enumerate() {
             let vector = &self.vectors[row * dim..(row + 1) * dim];
-            match point_of.get(id.as_str()) {
+            match point_of.get(id) {
                 Some(&point) if segment.vector(point) == Some(vector) => {
                     live[point as usize] = true;
                     sealed_fields[point as usize] = self.fields.take(row);
@@ -218,7 +220,7 @@ impl IndexLoader {
         for row in fresh_rows {
             let fields = self.fields.take(row);
             fresh.upsert(
-                &self.ids[row],
+                self.ids.get(row),
                 &self.vectors[row * dim..(row + 1) * dim],
                 fields,
             );
@@ -229,7 +231,7 @@ impl IndexLoader {
             .iter()
             .zip(&live)
             .filter(|(_, live)| !**live)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id.to_owned())
             .collect();
         segment.set_precision(precision);
         let mut index = ShardIndex::new(self.metric, dim);
@@ -286,9 +288,9 @@ mod tests {
     fn upserted(records: &[(String, Vec<f32>, Value)], segment: Option<HnswSegment>) -> ShardIndex {
         let mut index = match segment {
             Some(segment) => {
-                let ids = segment.ids().to_vec();
+                let ids = segment.ids().clone();
                 let mut index = ShardIndex::from_sealed(segment, HashMap::new());
-                for id in ids.iter().filter(|id| !records.iter().any(|r| &r.0 == *id)) {
+                for id in ids.iter().filter(|id| !records.iter().any(|r| r.0 == *id)) {
                     index.delete(id);
                 }
                 index

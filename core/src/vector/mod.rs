@@ -30,6 +30,7 @@ pub mod filter;
 pub mod fresh_segment;
 pub mod hnsw_build;
 pub mod hnsw_segment;
+pub mod id_list;
 pub mod kernels;
 pub mod loader;
 pub mod metric;

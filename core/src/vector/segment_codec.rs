@@ -30,6 +30,7 @@
 use thiserror::Error;
 
 use super::hnsw_segment::{Adjacency, HnswSegment};
+use super::id_list::IdList;
 use super::metric::Metric;
 use super::quantized::QuantizedVectors;
 
@@ -414,12 +415,12 @@ impl SegmentDecoder {
                     Records::None => return Err(DecodeError::VectorsElsewhere),
                     Records::Lookup(vector_of) => {
                         let mut vectors = Vec::with_capacity(segment.len() * dim);
-                        for id in &segment.ids {
+                        for id in segment.ids.iter() {
                             match vector_of(id) {
                                 Some(v) if v.len() == dim && v.iter().all(|x| x.is_finite()) => {
                                     vectors.extend_from_slice(v);
                                 }
-                                _ => return Err(DecodeError::MissingVector(id.clone())),
+                                _ => return Err(DecodeError::MissingVector(id.to_owned())),
                             }
                         }
                         vectors
@@ -491,7 +492,7 @@ fn read_head(r: &mut Reader<'_>, flags: u16) -> Result<HnswSegment, DecodeError>
         }
         layers.push(Adjacency { offsets, neighbors });
     }
-    let mut ids = Vec::with_capacity(len);
+    let mut ids = IdList::with_capacity(len);
     for _ in 0..len {
         let n = r.u16()? as usize;
         if n == 0 || n > MAX_ID_BYTES {
@@ -500,8 +501,9 @@ fn read_head(r: &mut Reader<'_>, flags: u16) -> Result<HnswSegment, DecodeError>
         let bytes = r.take(n, "record id")?;
         let id = std::str::from_utf8(bytes)
             .map_err(|_| DecodeError::Malformed("record id is not UTF-8"))?;
-        ids.push(id.to_string());
+        ids.push(id);
     }
+    ids.shrink_to_fit();
     let quantized = if flags & FLAG_INT8 != 0 {
         let scales = r.f32s(len, "int8 scales")?;
         let norms = r.f32s(len, "int8 norms")?;

@@ -66,7 +66,10 @@ pub struct ShardIndex {
     sealed: Option<HnswSegment>,
     /// Materialized fields of each sealed point (graph order).
     sealed_fields: FieldColumn,
-    sealed_points: HashMap<String, u32>,
+    /// The sealed points in the order of their ids, for lookups by id
+    /// (binary search over the segment's own ids: a map would hold a second
+    /// copy of every id, over a megabyte for 20k records).
+    sealed_by_id: Vec<u32>,
     /// One bit per sealed point: replaced or deleted since the seal.
     tombstones: Vec<u64>,
     tombstone_count: usize,
@@ -81,7 +84,7 @@ impl ShardIndex {
             dim,
             sealed: None,
             sealed_fields: FieldColumn::default(),
-            sealed_points: HashMap::new(),
+            sealed_by_id: Vec::new(),
             tombstones: Vec::new(),
             tombstone_count: 0,
             fresh: FreshSegment::new(dim),
@@ -103,7 +106,7 @@ impl ShardIndex {
     }
 
     fn install(&mut self, segment: HnswSegment, mut fields_of: impl FnMut(&str) -> Value) {
-        let fields = segment.ids().iter().map(|id| fields_of(id)).collect();
+        let fields = segment.ids().iter().map(&mut fields_of).collect();
         self.install_sealed(segment, fields);
     }
 
@@ -112,12 +115,10 @@ impl ShardIndex {
     pub(crate) fn install_sealed(&mut self, segment: HnswSegment, fields: FieldColumn) {
         debug_assert_eq!(fields.len(), segment.len());
         self.sealed_fields = fields;
-        self.sealed_points = segment
-            .ids()
-            .iter()
-            .enumerate()
-            .map(|(i, id)| (id.clone(), i as u32))
-            .collect();
+        let ids = segment.ids();
+        let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| ids.get(a as usize).cmp(ids.get(b as usize)));
+        self.sealed_by_id = by_id;
         self.tombstones = vec![0; segment.len().div_ceil(64)];
         self.tombstone_count = 0;
         self.sealed = Some(segment);
@@ -160,7 +161,17 @@ impl ShardIndex {
     pub fn memory_bytes(&self) -> usize {
         self.sealed.as_ref().map_or(0, HnswSegment::memory_bytes)
             + self.fresh.memory_bytes()
+            + 4 * self.sealed_by_id.len()
             + 8 * self.tombstones.len()
+    }
+
+    /// The sealed point of `id`, tombstoned or not.
+    fn sealed_point(&self, id: &str) -> Option<u32> {
+        let ids = self.sealed.as_ref()?.ids();
+        self.sealed_by_id
+            .binary_search_by(|&point| ids.get(point as usize).cmp(id))
+            .ok()
+            .map(|at| self.sealed_by_id[at])
     }
 
     fn is_tombstoned(&self, point: u32) -> bool {
@@ -169,7 +180,7 @@ impl ShardIndex {
 
     /// Tombstones the live sealed version of `id`, if any.
     fn bury(&mut self, id: &str) {
-        if let Some(&point) = self.sealed_points.get(id)
+        if let Some(point) = self.sealed_point(id)
             && !self.is_tombstoned(point)
         {
             self.tombstones[(point / 64) as usize] |= 1 << (point % 64);
@@ -209,7 +220,7 @@ impl ShardIndex {
         let prepared = self.metric.prepare(vector);
         // A write that leaves a sealed record's vector as it was (a field
         // edit) keeps its place in the graph.
-        if let (Some(sealed), Some(&point)) = (&self.sealed, self.sealed_points.get(id))
+        if let (Some(sealed), Some(point)) = (&self.sealed, self.sealed_point(id))
             && !self.is_tombstoned(point)
             && sealed.vector(point) == Some(prepared.as_slice())
         {
@@ -229,7 +240,7 @@ impl ShardIndex {
         if let Some(vector) = self.fresh.vector(id) {
             return Some(vector);
         }
-        let point = *self.sealed_points.get(id)?;
+        let point = self.sealed_point(id)?;
         if self.is_tombstoned(point) {
             return None;
         }
@@ -241,8 +252,8 @@ impl ShardIndex {
     /// replica rebuilding its index from a snapshot skips those records
     /// (most of them) without preparing each vector again.
     pub fn holds(&self, id: &str, vector: &[f32]) -> bool {
-        match (&self.sealed, self.sealed_points.get(id)) {
-            (Some(sealed), Some(&point)) => {
+        match (&self.sealed, self.sealed_point(id)) {
+            (Some(sealed), Some(point)) => {
                 !self.is_tombstoned(point) && sealed.vector(point) == Some(vector)
             }
             _ => false,
