@@ -13,10 +13,12 @@
 //! on top of it. The mode is a type parameter rather than a flag so that a
 //! read-only host does not link Automerge at all: nothing it can call
 //! reaches a document (for the edge's worker, that is most of its wasm and
-//! of the time a fresh isolate spends compiling it). Documents from a snapshot stay saved
-//! bytes (checked, not parsed) until a record is edited or a log entry
-//! extends it: a new client bootstrapping tens of thousands of records loads
-//! none of them, and persisting the replica writes the bytes back unchanged.
+//! of the time a fresh isolate spends compiling it).
+//!
+//! Documents from a snapshot stay saved bytes (checked, not parsed) until a
+//! record is edited or a log entry extends it: a new client bootstrapping
+//! tens of thousands of records loads none of them, and persisting the
+//! replica writes the bytes back unchanged.
 //!
 //! A [`Replica`] groups the shards of one collection and answers the
 //! questions that span shards: its tidemark and whether it satisfies a

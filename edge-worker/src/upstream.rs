@@ -206,8 +206,9 @@ impl Body {
     /// one reused buffer, [`FEED_BYTES`] or more at a time: the pieces are
     /// decoded while the rest is still arriving, with few crossings into
     /// wasm (chunk by chunk through workers-rs's stream took ~190 ms for
-    /// 16 MB on loopback; reading all, then decoding, ~20 ms longer than
-    /// this). A length above the frame limit is refused before reading.
+    /// 16 MB on loopback; reading it all before decoding any of it left the
+    /// transfer, ~20 ms of that, unoverlapped). A length above the frame
+    /// limit is refused before reading.
     /// Without one, or where the runtime offers no `readAtLeast`, the
     /// stream's chunks are handed on as they come, bounded by the limit.
     pub async fn feed(
