@@ -370,6 +370,12 @@ async function tamperingProxy(target) {
     }
     const out = {};
     for (const [k, v] of up.headers) if (k !== "content-length" && k !== "transfer-encoding") out[k] = v;
+    if (binary && state.mode === "cut") {
+      // The whole length announced, half of it sent, then the connection dropped.
+      res.writeHead(up.status, { ...out, "content-length": String(body.length) });
+      res.write(body.subarray(0, body.length >> 1), () => res.socket.destroy());
+      return;
+    }
     res.writeHead(up.status, out);
     res.end(body);
   });
@@ -387,6 +393,15 @@ describe("forged data", () => {
   after(async () => {
     await behind?.dispose();
     await proxy?.close();
+  });
+
+  test("a snapshot cut short of its announced length loads nothing", async () => {
+    proxy.state.mode = "cut";
+    const res = await call(behind.url, "GET", `${base}/records/n1`, { token: reader });
+    assert.equal(res.status, 502, JSON.stringify(res.body));
+    assert.equal(res.body.error.code, "upstream_unreachable");
+    const mem = await call(behind.url, "GET", "/v1/edge/memory");
+    assert.equal(mem.body.shards_loaded, 0);
   });
 
   test("forged or unsigned snapshots are refused and nothing is loaded", async () => {
