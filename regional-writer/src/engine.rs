@@ -217,9 +217,8 @@ pub struct Engine {
 
 impl Engine {
     /// Opens the store under `data_dir`, rebuilds every shard, starts the
-    /// committer.
-    /// `snapshot_cache` bytes of recent snapshot bodies are kept in memory
-    /// (see [`SnapshotCache`]).
+    /// committer. Up to `snapshot_cache` bytes of recent snapshot bodies are
+    /// kept in memory (see [`SnapshotCache`]).
     pub fn open(
         data_dir: &std::path::Path,
         signing: SigningKey,
