@@ -256,11 +256,17 @@ impl WriterRecord {
     }
 
     fn load(&self, id: &RecordId) -> Result<RecordDoc, WriteError> {
-        RecordDoc::load_own(&self.doc).map_err(|error| WriteError::StoredDocument {
-            id: id.clone(),
-            error,
-        })
+        load_stored(id, &self.doc)
     }
+}
+
+/// Loads a document the writer itself stored for `id` (a record's bytes,
+/// or a change made earlier in the batch).
+fn load_stored(id: &RecordId, bytes: &[u8]) -> Result<RecordDoc, WriteError> {
+    RecordDoc::load_own(bytes).map_err(|error| WriteError::StoredDocument {
+        id: id.clone(),
+        error,
+    })
 }
 
 /// One shard of one collection, as the writer holds it.
@@ -333,25 +339,25 @@ impl WriterShard {
                 .decode_saved(&writer.limits)
                 .map_err(RestoreError::Docs)?
             {
-                let record = match live.get(&id) {
-                    Some(live) => WriterRecord {
-                        doc,
-                        state: RecordState {
+                let (state, vector) = match live.get(&id) {
+                    Some(live) => (
+                        RecordState {
                             fields: live.fields.clone(),
                             deleted: false,
                         },
-                        vector: live.vector.clone(),
-                    },
-                    None => WriterRecord {
-                        doc,
-                        state: RecordState {
+                        live.vector.clone(),
+                    ),
+                    None => (
+                        RecordState {
                             fields: Fields::new(),
                             deleted: true,
                         },
-                        vector: None,
-                    },
+                        None,
+                    ),
                 };
-                writer.records.insert(id, record);
+                writer
+                    .records
+                    .insert(id, WriterRecord { doc, state, vector });
             }
             writer.head = snapshot.offset;
         }
@@ -557,12 +563,7 @@ impl WriterShard {
     fn staged_doc<'s>(&self, record: &'s mut Staged) -> Result<&'s mut RecordDoc, WriteError> {
         let doc = match (record.doc.take(), record.created.take()) {
             (Some(doc), _) => doc,
-            (None, Some((change, _))) => {
-                RecordDoc::load_own(&change).map_err(|error| WriteError::StoredDocument {
-                    id: record.id.clone(),
-                    error,
-                })?
-            }
+            (None, Some((change, _))) => load_stored(&record.id, &change)?,
             (None, None) => match self.records.get(&record.id) {
                 Some(stored) => stored.load(&record.id)?,
                 None => RecordDoc::new(),
